@@ -1,0 +1,1 @@
+"""Executors run stages: ``local`` (built in) and any engine a plugin registers."""
