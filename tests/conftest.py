@@ -1,0 +1,20 @@
+"""Shared test set-up. The qualpipe.testing fixtures come from the pytest11 entry point."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Tests never see the developer's plugin allow/block lists."""
+    monkeypatch.delenv("QUALPIPE_LOAD_PLUGINS", raising=False)
+    monkeypatch.delenv("QUALPIPE_DISABLE_PLUGINS", raising=False)
+    monkeypatch.delenv("QUALPIPE_DEBUG", raising=False)
+    yield
