@@ -413,7 +413,12 @@ def execute_pipeline(run: RunContext) -> RunSummary:
         for stage in run.stages:
             decision, comps = run.decide(stage)
             if decision.action != RUN:
-                run.summary.results.append(StageResult(stage.id, decision.action, decision.reason))
+                # a skipped stage's outputs are still this run's outputs (quarantine counts)
+                run.summary.results.append(
+                    StageResult(
+                        stage.id, decision.action, decision.reason, run.store.manifest(stage.id)
+                    )
+                )
                 log.info("stage skipped", stage=stage.id, reason=decision.reason)
                 continue
             if comps is None:
