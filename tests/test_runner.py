@@ -52,7 +52,9 @@ def make_project(project: Project, n: int = 3) -> Path:
     rows = ["file,participant,role"]
     for i in range(1, n + 1):
         project.write(f"data/transcripts/p{i:02d}.txt", TRANSCRIPT.format(n=i, topic=f"topic {i}"))
-        rows.append(f"transcripts/p{i:02d}.txt,P{i:02d},{'Service user' if i % 2 else 'Support worker'}")
+        rows.append(
+            f"transcripts/p{i:02d}.txt,P{i:02d},{'Service user' if i % 2 else 'Support worker'}"
+        )
     project.write("data/participants.csv", "\n".join(rows) + "\n")
     return project.pipeline(PIPELINE)
 
@@ -176,8 +178,9 @@ def test_chaining_a_dataset_from_another_pipeline(qualpipe_project: Project) -> 
     assert actions(summary) == {"paragraphs": "run"}
     manifest = qualpipe_project.manifest("second", "paragraphs")
     upstream = qualpipe_project.manifest("demo", "ingest")
-    assert manifest["inputs"]["documents"]["fingerprint"] == (
-        upstream["outputs"]["documents"]["fingerprint"]
+    assert (
+        manifest["inputs"]["documents"]["fingerprint"]
+        == (upstream["outputs"]["documents"]["fingerprint"])
     )
     assert qualpipe_project.dataset("second", "paragraphs").num_rows == 12
     assert actions(run(second)) == {"paragraphs": "skip"}
@@ -300,7 +303,9 @@ def test_small_batches_stream_into_many_parts(qualpipe_project: Project) -> None
     text = pipe.read_text().replace("  - id: segment\n", "  - id: segment\n    batch_size: 2\n")
     pipe.write_text(text, encoding="utf-8")
     run(pipe)
-    files = sorted(p.name for p in (qualpipe_project.workdir("demo") / "segment/segments").iterdir())
+    files = sorted(
+        p.name for p in (qualpipe_project.workdir("demo") / "segment/segments").iterdir()
+    )
     assert files == [
         "part-000000-000000.parquet",
         "part-000000-000001.parquet",
@@ -338,7 +343,7 @@ def test_segment_ids_are_stable(qualpipe_project: Project, tmp_path: Path) -> No
 
 # -- an interrupted stage ------------------------------------------------------------
 
-SLOW_PLUGIN = '''
+SLOW_PLUGIN = """
 import time
 import pyarrow as pa
 from qualpipe import hookimpl, StageType, Param
@@ -363,7 +368,7 @@ def qualpipe_register_stages(register):
         params=[Param("delay", "float", 0.0, "seconds per batch")],
         process_batch=slow_batch,
     ))
-'''
+"""
 
 
 @pytest.mark.slow
@@ -423,3 +428,55 @@ def test_killed_stage_leaves_nothing_trusted_and_rerun_matches(
     assert got["fingerprint"] == want["fingerprint"]
     assert got["outputs"]["segments"]["fingerprint"] == want["outputs"]["segments"]["fingerprint"]
     assert got["outputs"]["segments"]["rows"] == 12
+
+
+class FaultyAuditor:
+    """A user's auditing wrapper with a bug after the stage ran."""
+
+    @hookimpl(wrapper=True)
+    def qualpipe_run_stage(self, stage: object) -> object:
+        result = yield
+        raise ValueError("audit log is full")
+        return result  # pragma: no cover
+
+
+def test_a_failing_wrapper_is_reported_by_plugin_name(
+    qualpipe_project: Project, qualpipe_plugin: object
+) -> None:
+    qualpipe_plugin(FaultyAuditor(), "auditor")  # type: ignore[operator]
+    pipe = make_project(qualpipe_project)
+    result = qualpipe_project.run("run", pipe)
+    assert result.exit_code == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == (
+        "qualpipe: error: stage 'ingest' (plugin 'auditor'): "
+        "a qualpipe_run_stage hook raised ValueError: audit log is full"
+    )
+
+
+def test_same_file_name_in_two_folders_gets_two_ids(qualpipe_project: Project) -> None:
+    qualpipe_project.write("a/p01.txt", "P01: first folder\n")
+    qualpipe_project.write("b/p01.txt", "P01: second folder\n")
+    pipe = qualpipe_project.pipeline(
+        """\
+        qualpipe: 1
+        name: two
+        stages:
+          - {id: ingest, uses: ingest, with: {paths: [a, b, "a/*.txt"]}}
+        """
+    )
+    run(pipe)
+    docs = qualpipe_project.dataset("two", "ingest", "documents").to_pylist()
+    assert sorted(d["source_path"] for d in docs) == ["a/p01.txt", "b/p01.txt"]
+    assert len({d["doc_id"] for d in docs}) == 2
+
+
+def test_a_part_file_keeps_its_datasets_manifest_info(qualpipe_project: Project) -> None:
+    pipe = make_project(qualpipe_project)
+    run(pipe)
+    folder = qualpipe_project.workdir("demo") / "segment/segments"
+    part = next(folder.glob("*.parquet"))
+    reader = open_dataset(part)
+    assert reader.kind == "segments"
+    assert reader.sensitive is True
+    assert reader.rows == 6

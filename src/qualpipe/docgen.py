@@ -52,7 +52,8 @@ def datasets_markdown() -> str:
         lines.append("| column | type | required | meaning |\n| --- | --- | --- | --- |\n")
         for f in kind.schema:
             req = "no" if f.nullable else "yes"
-            lines.append(f"| `{f.name}` | `{f.type}` | {req} | {_cell(kind.fields.get(f.name, ''))} |\n")
+            meaning = _cell(kind.fields.get(f.name, ""))
+            lines.append(f"| `{f.name}` | `{f.type}` | {req} | {meaning} |\n")
     return "".join(lines)
 
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
+from types import ModuleType, TracebackType
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -76,6 +78,11 @@ def _env_list(name: str) -> list[str] | None:
     if raw is None:
         return None
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def _canonical(dist: str) -> str:
+    """A distribution name as pip compares it (PEP 503): ``Foo_Bar`` is ``foo-bar``."""
+    return re.sub(r"[-_.]+", "-", dist).lower()
 
 
 @contextmanager
@@ -147,12 +154,18 @@ class Manager:
             self.pm.register(obj, name=info.name)
         except Exception as exc:  # pluggy.PluginValidationError and friends
             info.error = f"invalid hook implementation: {exc}"
+            # Older pluggy leaves the hooks validated before the bad one registered.
+            if self.pm.get_plugin(info.name) is obj:
+                self.pm.unregister(name=info.name)
             return
         info.hooks = _hook_names(self.pm, obj)
 
     def load(self) -> None:
         disabled = set(_env_list(DISABLE_ENV) or [])
         allowed = _env_list(LOAD_ENV)
+        # Entry points match by name, distributions by name as pip compares them.
+        disabled_dists = {_canonical(d) for d in disabled}
+        allowed_dists = {_canonical(a) for a in allowed or []}
         from qualpipe import __version__
 
         for modname in BUILTIN_PLUGINS:
@@ -170,10 +183,13 @@ class Manager:
 
         for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
             dist = ep.dist.name if ep.dist else None
-            names = {ep.name, dist} - {None}
-            if names & disabled:
+            if ep.name in disabled or (dist and _canonical(dist) in disabled_dists):
                 continue
-            if allowed is not None and not names & set(allowed):
+            if (
+                allowed is not None
+                and ep.name not in allowed
+                and not (dist and _canonical(dist) in allowed_dists)
+            ):
                 continue
             version = ep.dist.version if ep.dist else "0"
             info = PluginInfo(ep.name, version, "entrypoint", dist)
@@ -197,11 +213,9 @@ class Manager:
 
     def _check_pending(self) -> None:
         # Like pm.check_pending(), but a misspelt hook sets aside only its own plugin.
-        for hook_name in dir(self.pm.hook):
-            if not hook_name.startswith("qualpipe_"):
-                continue
-            caller = getattr(self.pm.hook, hook_name)
-            if caller.has_spec():
+        # Every marked implementation counts, with or without the ``qualpipe_`` prefix.
+        for hook_name, caller in list(vars(self.pm.hook).items()):
+            if not isinstance(caller, pluggy.HookCaller) or caller.has_spec():
                 continue
             for impl in caller.get_hookimpls():
                 if impl.optionalhook:
@@ -235,6 +249,22 @@ class Manager:
                     info.name, f"{hook_name} raised {type(exc).__name__}: {exc}"
                 ) from exc
 
+    def plugin_in_traceback(self, tb: TracebackType | None) -> str | None:
+        """Name the plugin whose code raised: the innermost traceback frame it owns."""
+        modules: dict[str, str] = {}
+        for name, plugin in self.pm.list_name_plugin():
+            if plugin is None:
+                continue
+            mod = plugin.__name__ if isinstance(plugin, ModuleType) else type(plugin).__module__
+            modules[mod] = name
+        found = None
+        while tb is not None:
+            mod = tb.tb_frame.f_globals.get("__name__", "")
+            if mod in modules:
+                found = modules[mod]
+            tb = tb.tb_next
+        return found
+
     @property
     def registry(self) -> Registry:
         """Stage types, kinds and executors from every loaded plugin (built once)."""
@@ -248,6 +278,9 @@ class Manager:
 
         reg = Registry()
         current: list[PluginInfo] = []
+        for plugin in self.plugins.values():  # a rebuild after an error starts afresh
+            for what in ("dataset kind", "stage type", "executor"):
+                plugin.provides.pop(what, None)
 
         def register_kind(kind: DatasetKind) -> None:
             if not isinstance(kind, DatasetKind):
@@ -292,7 +325,7 @@ class Manager:
                 continue
             before = dict(cli.commands)
             try:
-                impl.function(cli=cli)
+                impl.function(**({"cli": cli} if "cli" in impl.argnames else {}))
             except Exception as exc:
                 cli.commands.clear()
                 cli.commands.update(before)

@@ -20,7 +20,13 @@ from typing import Any
 
 import structlog
 
-from qualpipe.errors import PipelineError, QualpipeError, QuarantineError, StageError
+from qualpipe.errors import (
+    PipelineError,
+    PluginError,
+    QualpipeError,
+    QuarantineError,
+    StageError,
+)
 from qualpipe.executors.base import BatchJob, Executor
 from qualpipe.fingerprint import explain_change, hash_paths, stage_components, stage_fingerprint
 from qualpipe.pipeline import Pipeline, ResolvedStage, load_pipeline, resolve
@@ -427,9 +433,20 @@ def execute_pipeline(run: RunContext) -> RunSummary:
                     run.input_reader(stage, name)
                 raise StageError(stage.id, decision.reason)
             s0 = time.perf_counter()
-            manifest = run.manager.hook.qualpipe_run_stage(
-                stage=StageRun(run, stage, decision, comps)
-            )
+            try:
+                manifest = run.manager.hook.qualpipe_run_stage(
+                    stage=StageRun(run, stage, decision, comps)
+                )
+            except (QualpipeError, KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as exc:
+                # Raised by a hook wrapper around the stage, not by the stage itself.
+                who = run.manager.plugin_in_traceback(exc.__traceback__)
+                raise StageError(
+                    stage.id,
+                    f"a qualpipe_run_stage hook raised {type(exc).__name__}: {exc}",
+                    who,
+                ) from exc
             run.summary.results.append(
                 StageResult(stage.id, RUN, decision.reason, manifest, time.perf_counter() - s0)
             )
@@ -486,6 +503,13 @@ def run(
         on_ready(ctx)
     try:
         summary: RunSummary = ctx.manager.hook.qualpipe_run_pipeline(run=ctx)
+    except (QualpipeError, KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:
+        who = ctx.manager.plugin_in_traceback(exc.__traceback__)
+        raise PluginError(
+            who or "unknown", f"qualpipe_run_pipeline hook raised {type(exc).__name__}: {exc}"
+        ) from exc
     finally:
         ctx.executor.close()
     if ctx.options.strict and summary.quarantined:

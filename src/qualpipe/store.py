@@ -143,6 +143,12 @@ def open_dataset(path: Path, output: str | None = None) -> DatasetReader:
     if not path.exists():
         raise DatasetError(f"{path}: no such dataset; check the path (run the pipeline first?)")
     if path.is_file():
+        # a part file of a stage output: keep what its manifest says (kind, sensitivity)
+        stage = read_manifest(path.parent.parent)
+        out = (stage or {}).get("outputs", {}).get(path.parent.name)
+        if out is not None and path.name in out.get("files", []):
+            info = {k: v for k, v in out.items() if k not in ("files", "rows", "fingerprint")}
+            return DatasetReader(path, info)
         return DatasetReader(path)
     manifest = read_manifest(path)
     if manifest is not None:

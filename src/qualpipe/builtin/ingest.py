@@ -10,7 +10,9 @@ is never held in memory at once.
 from __future__ import annotations
 
 import csv
+import glob
 import hashlib
+import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -102,14 +104,33 @@ def read_manifest(path: Path) -> dict[str, dict[str, str]]:
     return out
 
 
-def _iter_files(patterns: list[str]) -> Iterator[tuple[Path, Path]]:
+def _static_root(pattern: str) -> Path:
+    """The folder a pattern starts from: itself, its parent, or the glob's fixed prefix."""
+    p = Path(pattern)
+    if glob.has_magic(pattern):
+        parts = []
+        for part in p.parts:
+            if glob.has_magic(part):
+                break
+            parts.append(part)
+        return Path(*parts) if parts else Path()
+    return p if p.is_dir() else p.parent
+
+
+def _iter_files(patterns: list[str]) -> Iterator[tuple[Path, str]]:
+    """Each file once, with its path relative to the common root of all patterns."""
     for pattern in patterns:
-        p = Path(pattern)
-        base = p if p.is_dir() else p.parent
-        if not p.exists() and not any(ch in pattern for ch in "*?["):
+        if not Path(pattern).exists() and not glob.has_magic(pattern):
             raise PipelineError(f"ingest: path {pattern!r} does not exist; check paths:")
-        for f in expand_paths([pattern]):
-            yield f, base
+    root = Path(os.path.commonpath([_static_root(p).resolve() for p in patterns]))
+    seen: set[Path] = set()
+    for f in expand_paths(patterns):
+        resolved = f.resolve()
+        if resolved in seen:
+            continue
+        seen.add(resolved)
+        rel = resolved.relative_to(root) if resolved.is_relative_to(root) else Path(f.name)
+        yield f, rel.as_posix()
 
 
 def run(ctx: StageContext) -> None:
@@ -129,8 +150,7 @@ def run(ctx: StageContext) -> None:
             ctx.write("quarantine", pa.Table.from_pylist(bad))
             bad.clear()
 
-    for path, base in _iter_files(ctx.params["paths"]):
-        rel = str(path.relative_to(base)) if path.is_relative_to(base) else path.name
+    for path, rel in _iter_files(ctx.params["paths"]):
         if path.suffix.lower() not in TEXT_SUFFIXES:
             continue
         key = str(path.resolve())

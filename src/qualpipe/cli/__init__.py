@@ -65,8 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in args or os.environ.get("QUALPIPE_DEBUG") == "1"
     try:
         cli = build_cli(create_manager())
-        cli.main(args=args, prog_name="qualpipe", standalone_mode=False)
-        return 0
+        result = cli.main(args=args, prog_name="qualpipe", standalone_mode=False)
+        # Outside standalone mode click returns the code of ctx.exit(CODE) (e.g. from a
+        # plugin's command) instead of raising Exit; core commands return None.
+        return result if isinstance(result, int) and not isinstance(result, bool) else 0
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.ClickException as exc:

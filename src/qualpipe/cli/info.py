@@ -7,9 +7,16 @@ from typing import Any
 
 import click
 
-from qualpipe.errors import QualpipeError
+from qualpipe.errors import EXIT_INVALID, QualpipeError
 from qualpipe.pipeline.jsonschema import pipeline_schema
+from qualpipe.pipeline.model import suggest
 from qualpipe.plugins import Manager
+
+
+class UnknownStageTypeError(QualpipeError):
+    """``qualpipe stages NAME`` for a stage type that is not installed (a usage error)."""
+
+    exit_code = EXIT_INVALID
 
 
 @click.command("plugins")
@@ -17,14 +24,14 @@ from qualpipe.plugins import Manager
 @click.pass_obj
 def plugins_cmd(manager: Manager, as_json: bool) -> None:
     """List every plugin, its version and what it provides."""
-    problem = None
+    problem: QualpipeError | None = None
     try:
         manager.registry  # noqa: B018 - fills in what each plugin provides
     except QualpipeError as exc:
-        problem = str(exc)
+        problem = exc
     infos = sorted(manager.plugins.values(), key=lambda p: (p.source != "builtin", p.name))
     if as_json:
-        data = {"plugins": [p.as_dict() for p in infos], "error": problem}
+        data = {"plugins": [p.as_dict() for p in infos], "error": str(problem) if problem else None}
         click.echo(json.dumps(data, indent=2))
         return
     for p in infos:
@@ -32,7 +39,7 @@ def plugins_cmd(manager: Manager, as_json: bool) -> None:
         state = f"FAILED: {p.error}" if p.error else provides or "hooks: " + ", ".join(p.hooks)
         click.echo(f"{p.name} {p.version} ({p.source}) {state}")
     if problem:
-        raise QualpipeError(problem)
+        raise problem  # keeps its exit code (3 for a plugin error)
 
 
 @click.command("stages")
@@ -46,8 +53,10 @@ def stages_cmd(manager: Manager, names: tuple[str, ...], as_json: bool) -> None:
     out: list[dict[str, Any]] = []
     for name in selected:
         if name not in reg.stage_types:
-            raise QualpipeError(
-                f"no stage type {name!r}; installed: {', '.join(sorted(reg.stage_types))}"
+            installed = sorted(reg.stage_types)
+            raise UnknownStageTypeError(
+                f"no stage type {name!r}{suggest(name, installed)} "
+                f"(installed: {', '.join(installed)})"
             )
         st, info = reg.stage_types[name]
         out.append(

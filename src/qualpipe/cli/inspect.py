@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 import pyarrow as pa
 
+from qualpipe.errors import DatasetError
 from qualpipe.store import open_dataset
 
 _MAX_CELL = 60
@@ -24,7 +25,9 @@ def _cell(value: object) -> str:
 @click.command("inspect")
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--output", help="Which output of a stage folder with several.")
-@click.option("-n", "--rows", default=5, show_default=True, help="Rows to show.")
+@click.option(
+    "-n", "--rows", type=click.IntRange(min=0), default=5, show_default=True, help="Rows to show."
+)
 @click.option("--columns", help="Comma-separated columns to show.")
 def inspect_cmd(path: Path, output: str | None, rows: int, columns: str | None) -> None:
     """Show the schema, row count and first rows of a dataset folder or Parquet file.
@@ -33,6 +36,13 @@ def inspect_cmd(path: Path, output: str | None, rows: int, columns: str | None) 
     --rows is given explicitly.
     """
     reader = open_dataset(path, output)
+    cols = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
+    unknown = [c for c in cols or [] if c not in reader.schema.names]
+    if unknown:
+        raise DatasetError(
+            f"{reader.path}: no column {', '.join(map(repr, unknown))} "
+            f"(columns: {', '.join(reader.schema.names)})"
+        )
     ctx = click.get_current_context()
     explicit = ctx.get_parameter_source("rows") == click.core.ParameterSource.COMMANDLINE
     click.echo(f"dataset: {reader.path}")
@@ -46,7 +56,6 @@ def inspect_cmd(path: Path, output: str | None, rows: int, columns: str | None) 
         click.echo("(sensitive dataset: rows hidden; pass --rows N to show them)")
         return
     shown = 0
-    cols = [c.strip() for c in columns.split(",")] if columns else None
     for batch in reader.iter_batches(max(rows, 1)):
         table = pa.Table.from_batches([batch])
         if cols:

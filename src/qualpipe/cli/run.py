@@ -87,8 +87,10 @@ def run_cmd(
 def validate_cmd(manager: Manager, pipeline: Path, overrides: tuple[str, ...]) -> None:
     """Check PIPELINE (stage types, parameters, inputs) without running anything."""
     ctx = prepare(pipeline, overrides, manager=manager)
+    n = len(ctx.stages)
     click.echo(
-        f"{pipeline}: valid ({len(ctx.stages)} stages: {', '.join(s.id for s in ctx.stages)})"
+        f"{pipeline}: valid ({n} stage{'' if n == 1 else 's'}: "
+        f"{', '.join(s.id for s in ctx.stages)})"
     )
 
 

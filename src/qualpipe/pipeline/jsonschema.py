@@ -6,6 +6,7 @@ with a YAML language server completes and checks parameters.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from qualpipe.pipeline.model import FORMAT_VERSION, ID_RE
@@ -29,21 +30,25 @@ _INTERP = {"type": "string", "pattern": r"^\$\{[^}]+\}$"}
 
 
 def _param_schema(p: Param) -> dict[str, Any]:
-    schema = dict(_TYPES[p.type])
+    """What ``Param.check`` accepts, plus ``${...}`` where the type is not already text."""
+    alternatives: list[dict[str, Any]] = [dict(_TYPES[p.type])]
+    if p.choices is not None:
+        alternatives[0]["enum"] = list(p.choices)
+    if p.type == "list":
+        alternatives.append({"type": ["string", "number"]})  # one value is a one-item list
+    if not p.required and p.default is None:
+        alternatives.append({"type": "null"})
+    if p.type not in ("str", "path", "output_path", "any") or p.choices is not None:
+        alternatives.append(_INTERP)
+    schema: dict[str, Any] = alternatives[0] if len(alternatives) == 1 else {"anyOf": alternatives}
     if p.help:
         schema["description"] = p.help
-    if p.choices is not None:
-        schema["enum"] = list(p.choices)
     if not p.required:
         try:
-            import json
-
             json.dumps(p.default)
             schema["default"] = p.default
         except TypeError:
             pass
-    if p.type not in ("str", "path", "output_path", "any"):
-        return {"anyOf": [schema, _INTERP], "description": p.help}
     return schema
 
 

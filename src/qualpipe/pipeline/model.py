@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qualpipe.errors import PipelineError
+from qualpipe.errors import Location, PipelineError
 from qualpipe.pipeline.yamlload import Locations, load_yaml, parse_scalar
 
 FORMAT_VERSION = 1
@@ -43,6 +43,8 @@ class StageSpec:
     batch_size: int | None = None
     #: parameter names whose value came from the command line (paths resolve from cwd)
     from_cli: set[str] = field(default_factory=set)
+    #: parameter names given directly as ``--set STAGE_ID.PARAM=VALUE`` (errors name it)
+    set_on_cli: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -75,6 +77,10 @@ class Pipeline:
 
     def loc(self, *key: str | int) -> Any:
         return self.locations.get(*key)
+
+    def key_loc(self, *key: str | int) -> Location:
+        """Where the mapping key itself is written (for unknown-key errors)."""
+        return self.locations.key(*key)
 
 
 def _err(msg: str, locs: Locations, *key: str | int) -> PipelineError:
@@ -151,11 +157,10 @@ def load_pipeline(path: Path | str, overrides: Sequence[str] = ()) -> Pipeline:
         raise _err("a pipeline file is a mapping with qualpipe:, name: and stages:", locs)
     for key in data:
         if key not in TOP_KEYS:
-            raise _err(
+            raise PipelineError(
                 f"unknown top-level key {key!r} (allowed: {', '.join(TOP_KEYS)})"
                 f"{suggest(key, TOP_KEYS)}",
-                locs,
-                key,
+                locs.key(key),
             )
     version = data.get("qualpipe")
     if version is None:
@@ -168,7 +173,7 @@ def load_pipeline(path: Path | str, overrides: Sequence[str] = ()) -> Pipeline:
             "qualpipe",
         )
     name = data.get("name")
-    if not isinstance(name, str) or not ID_RE.match(name):
+    if not isinstance(name, str) or not ID_RE.fullmatch(name):
         raise _err(
             f"name: must be a simple name (letters, digits, - and _), got {name!r}", locs, "name"
         )
@@ -200,16 +205,13 @@ def load_pipeline(path: Path | str, overrides: Sequence[str] = ()) -> Pipeline:
             raise _err("each stage is a mapping with id: and uses:", locs, "stages", i)
         for key in raw:
             if key not in STAGE_KEYS:
-                raise _err(
+                raise PipelineError(
                     f"unknown stage key {key!r} (allowed: {', '.join(STAGE_KEYS)})"
                     f"{suggest(key, STAGE_KEYS)}",
-                    locs,
-                    "stages",
-                    i,
-                    key,
+                    locs.key("stages", i, key),
                 )
         sid = raw.get("id")
-        if not isinstance(sid, str) or not ID_RE.match(sid):
+        if not isinstance(sid, str) or not ID_RE.fullmatch(sid):
             raise _err(
                 f"stage id must be a simple name (letters, digits, - and _), got {sid!r}",
                 locs,
@@ -288,6 +290,7 @@ def load_pipeline(path: Path | str, overrides: Sequence[str] = ()) -> Pipeline:
             )
         _set_nested(by_id[sid].params, keys[1:], value)
         by_id[sid].from_cli.add(keys[1])
+        by_id[sid].set_on_cli.add(keys[1])
 
     workdir = data.get("workdir")
     if workdir is not None and not isinstance(workdir, str):

@@ -63,10 +63,14 @@ def _check_params(pipe: Pipeline, spec: StageSpec, stype: StageType) -> dict[str
     resolved: dict[str, Any] = {}
     for key in spec.params:
         if stype.param(key) is None:
+            unknown = (
+                f"unknown parameter {key!r} for stage type {stype.name!r} "
+                f"(known: {', '.join(known) or 'none'}){suggest(key, known)}"
+            )
+            if key in spec.set_on_cli:
+                raise PipelineError(f"--set {spec.id}.{key}: {unknown}")
             raise PipelineError(
-                f"stage {spec.id!r}: unknown parameter {key!r} for stage type {stype.name!r} "
-                f"(known: {', '.join(known) or 'none'}){suggest(key, known)}",
-                pipe.loc("stages", spec.index, "with", key),
+                f"stage {spec.id!r}: {unknown}", pipe.key_loc("stages", spec.index, "with", key)
             )
     for param in stype.params:
         where = pipe.loc("stages", spec.index, "with", param.name)
@@ -82,6 +86,8 @@ def _check_params(pipe: Pipeline, spec: StageSpec, stype: StageType) -> dict[str
             try:
                 value = param.check(spec.params[param.name])
             except ValueError as exc:
+                if param.name in spec.set_on_cli:
+                    raise PipelineError(f"--set {spec.id}.{param.name}: {exc}") from None
                 raise PipelineError(
                     f"stage {spec.id!r}: parameter {param.name!r}: {exc}", where
                 ) from None
@@ -168,7 +174,8 @@ def _bind(
         else:
             pool = [c for c in candidates if c[1].kind == inp.kind]
         if spec.inputs is None and pool:
-            pool = [pool[0]]  # nearest earlier producer wins
+            # The nearest earlier producer wins; two outputs of that stage are ambiguous.
+            pool = [c for c in pool if c[1].stage == pool[0][1].stage]
         if not pool:
             if inp.optional:
                 continue
@@ -185,7 +192,7 @@ def _bind(
         if len(pool) > 1:
             raise PipelineError(
                 f"stage {spec.id!r}: several inputs provide {inp.kind!r} "
-                f"({', '.join(c[0] + '.' + (c[1].output or '') for c in pool)}); "
+                f"({', '.join(c[1].label if c[1].stage else c[0] for c in pool)}); "
                 f"choose one with inputs: {{{inp.name}: STAGE.OUTPUT}}",
                 where,
             )

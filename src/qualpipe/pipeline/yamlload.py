@@ -18,12 +18,17 @@ class Locations:
     def __init__(self, path: str) -> None:
         self.path = path
         self._marks: dict[Key, tuple[int, int]] = {}
+        self._key_marks: dict[Key, tuple[int, int]] = {}
 
     def add(self, key: Key, mark: yaml.Mark) -> None:
         self._marks[key] = (mark.line + 1, mark.column + 1)
 
+    def add_key(self, key: Key, mark: yaml.Mark) -> None:
+        """Remember where the mapping key itself (not its value) is written."""
+        self._key_marks[key] = (mark.line + 1, mark.column + 1)
+
     def get(self, *key: str | int) -> Location:
-        """The location of ``key``, or of its nearest parent that has one."""
+        """The location of ``key``'s value, or of its nearest parent that has one."""
         k: Key = tuple(key)
         while k and k not in self._marks:
             k = k[:-1]
@@ -31,6 +36,13 @@ class Locations:
             line, col = self._marks[k]
             return Location(self.path, line, col)
         return Location(self.path)
+
+    def key(self, *key: str | int) -> Location:
+        """The location of the mapping key ``key`` (for "unknown key" errors)."""
+        if tuple(key) in self._key_marks:
+            line, col = self._key_marks[tuple(key)]
+            return Location(self.path, line, col)
+        return self.get(*key)
 
 
 def _construct(
@@ -52,6 +64,7 @@ def _construct(
                     f"duplicate key {kname!r}; remove one of them",
                     locs_from(locs.path, knode.start_mark),
                 )
+            locs.add_key((*key, kname), knode.start_mark)
             result[kname] = _construct(vnode, (*key, kname), locs, constructor)
         return result
     if isinstance(node, yaml.SequenceNode):
@@ -65,19 +78,31 @@ def locs_from(path: str, mark: yaml.Mark | None) -> Location:
     return Location(path, mark.line + 1, mark.column + 1)
 
 
+def _byte_location(path: str, data: bytes, offset: int) -> Location:
+    """The line and column (in characters) of byte ``offset``, all valid UTF-8 before it."""
+    line_start = data.rfind(b"\n", 0, offset) + 1
+    column = len(data[line_start:offset].decode("utf-8", errors="replace")) + 1
+    return Location(path, data.count(b"\n", 0, offset) + 1, column)
+
+
 def load_yaml(path: Path) -> tuple[Any, Locations]:
     """Parse ``path``; return the data and the location of every key."""
     shown = str(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise PipelineError(f"pipeline file {shown!r} not found; check the path") from None
-    except UnicodeDecodeError:
-        raise PipelineError(
-            f"pipeline file {shown!r} is not UTF-8 text; save it as UTF-8"
-        ) from None
     except OSError as exc:
         raise PipelineError(f"cannot read pipeline file {shown!r}: {exc.strerror}") from None
+    data = data.removeprefix(b"\xef\xbb\xbf")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PipelineError(
+            f"the pipeline file is not UTF-8 text (byte 0x{data[exc.start]:02x} cannot be "
+            "decoded); save it as UTF-8",
+            _byte_location(shown, data, exc.start),
+        ) from None
     locs = Locations(shown)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
