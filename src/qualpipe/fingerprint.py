@@ -111,6 +111,8 @@ def explain_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     for name in sorted(set(old_ext) | set(new_ext)):
         if old_ext.get(name) != new_ext.get(name):
             return f"files of parameter {name!r} changed"
+    if old.get("components") != new.get("components"):
+        return "components (readers, recognisers, ...) changed"
     old_in, new_in = old.get("inputs", {}), new.get("inputs", {})
     for name in sorted(set(old_in) | set(new_in)):
         if old_in.get(name) != new_in.get(name):

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from qualpipe.datasets import DatasetKind
     from qualpipe.executors.base import ExecutorFactory
+    from qualpipe.readers import Reader
     from qualpipe.runner import RunContext, StageRun
     from qualpipe.stage import StageType
 
@@ -72,6 +73,20 @@ def qualpipe_register_executors(register: Callable[[str, ExecutorFactory], None]
     implements :class:`qualpipe.executors.base.Executor`. The built-in ``local``
     executor streams record batches on this machine (optionally in several processes);
     a distributed engine is just another executor plugin.
+    """
+
+
+@hookspec
+def qualpipe_register_readers(register: Callable[[Reader], None]) -> None:
+    """Register file readers for the ``ingest`` stage.
+
+    Call ``register(reader)`` once per :class:`qualpipe.readers.Reader`: a name, the
+    file suffixes it reads (``(".docx",)``) and a ``read(path, options)`` function that
+    yields :class:`qualpipe.readers.RawDocument` objects. Reader names are unique across
+    plugins; when two enabled readers claim the same suffix, ``ingest`` asks the
+    pipeline to choose with its ``readers:`` parameter. A reader raises
+    :class:`qualpipe.readers.UnreadableFile` with a one-line reason for a file it cannot
+    read: the file is quarantined and the batch goes on.
     """
 
 

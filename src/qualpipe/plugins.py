@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from types import ModuleType, TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pluggy
 
@@ -41,6 +41,7 @@ BUILTIN_PLUGINS = (
     "qualpipe.builtin.runner",
     "qualpipe.builtin.executors",
     "qualpipe.builtin.lifecycle",
+    "qualpipe.builtin.readers",
     "qualpipe.builtin.ingest",
     "qualpipe.builtin.segment",
 )
@@ -97,13 +98,29 @@ def temporary_plugin(plugin: object, name: str | None = None) -> Iterator[str]:
         _temporary.remove((pname, plugin, version))
 
 
+#: Component families inside stages: family -> (registration hook, "module:Class").
+COMPONENT_HOOKS = {
+    "reader": ("qualpipe_register_readers", "qualpipe.readers:Reader"),
+}
+
+
 class Registry:
-    """Stage types, dataset kinds and executors, each with the plugin that supplied it."""
+    """Stage types, dataset kinds, executors and components, each with its plugin."""
 
     def __init__(self) -> None:
         self.stage_types: dict[str, tuple[StageType, PluginInfo]] = {}
         self.kinds: dict[str, tuple[DatasetKind, PluginInfo]] = {}
         self.executors: dict[str, tuple[ExecutorFactory, PluginInfo]] = {}
+        self.components: dict[str, dict[str, tuple[Any, PluginInfo]]] = {
+            family: {} for family in COMPONENT_HOOKS
+        }
+
+    def component_versions(self, family: str) -> dict[str, str]:
+        """``{name: "plugin@version/component version"}`` for fingerprints."""
+        return {
+            name: f"{info.name}@{info.version}/{getattr(obj, 'version', '')}"
+            for name, (obj, info) in sorted(self.components.get(family, {}).items())
+        }
 
     def _add(self, table: dict[str, Any], what: str, name: str, obj: Any, info: PluginInfo) -> None:
         if name in table:
@@ -279,7 +296,7 @@ class Manager:
         reg = Registry()
         current: list[PluginInfo] = []
         for plugin in self.plugins.values():  # a rebuild after an error starts afresh
-            for what in ("dataset kind", "stage type", "executor"):
+            for what in ("dataset kind", "stage type", "executor", *COMPONENT_HOOKS):
                 plugin.provides.pop(what, None)
 
         def register_kind(kind: DatasetKind) -> None:
@@ -295,14 +312,37 @@ class Manager:
         def register_executor(name: str, factory: ExecutorFactory) -> None:
             reg._add(reg.executors, "executor", name, factory, current[0])
 
-        for hook_name, cb in (
+        def component_registrar(family: str, cls: type) -> Callable[[Any], None]:
+            def register(obj: Any) -> None:
+                if not isinstance(obj, cls):
+                    raise PluginError(current[0].name, f"registered {obj!r}, not a {cls.__name__}")
+                name: str = cast(Any, obj).name
+                reg._add(reg.components[family], family, name, obj, current[0])
+
+            return register
+
+        hooks: list[tuple[str, Callable[..., None]]] = [
             ("qualpipe_register_dataset_kinds", register_kind),
             ("qualpipe_register_stages", register_stage),
             ("qualpipe_register_executors", register_executor),
-        ):
+        ]
+        for family, (hook_name, target) in COMPONENT_HOOKS.items():
+            modname, _, clsname = target.partition(":")
+            cls = getattr(importlib.import_module(modname), clsname)
+            hooks.append((hook_name, component_registrar(family, cls)))
+        for hook_name, cb in hooks:
             self._call_each(
                 hook_name, lambda info: current.__setitem__(slice(None), [info]), register=cb
             )
+
+        for name, (stage_type, info) in reg.stage_types.items():
+            for family in stage_type.components:
+                if family not in COMPONENT_HOOKS:
+                    raise PluginError(
+                        info.name,
+                        f"stage type {name!r} uses unknown component family {family!r} "
+                        f"(known: {', '.join(COMPONENT_HOOKS)})",
+                    )
 
         for name, (stage_type, info) in reg.stage_types.items():
             kinds_used = [i.kind for i in stage_type.inputs] + [o.kind for o in stage_type.outputs]

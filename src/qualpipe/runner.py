@@ -32,7 +32,7 @@ from qualpipe.fingerprint import explain_change, hash_paths, stage_components, s
 from qualpipe.pipeline import Pipeline, ResolvedStage, load_pipeline, resolve
 from qualpipe.plugins import Manager, create_manager
 from qualpipe.progress import Reporter, make_reporter
-from qualpipe.stage import StageContext
+from qualpipe.stage import StageContext, StageType
 from qualpipe.store import DatasetReader, RunStore, StageWriter, open_dataset
 
 log = structlog.get_logger("qualpipe")
@@ -200,7 +200,7 @@ class RunContext:
         # Path parameters count by the content of what they point at, not their spelling.
         content_hashed = {p.name for p in stage.type.params if p.type in ("path", "paths")}
         params = {k: v for k, v in stage.params.items() if k not in content_hashed}
-        return stage_components(
+        comps = stage_components(
             stage_type=stage.type.name,
             plugin=stage.plugin.name,
             plugin_version=version,
@@ -208,6 +208,18 @@ class RunContext:
             external=external,
             inputs=inputs,
         )
+        if stage.type.components:
+            registry = self.manager.registry
+            comps["components"] = {f: registry.component_versions(f) for f in stage.type.components}
+        return comps
+
+    def components_for(self, stype: StageType) -> dict[str, dict[str, Any]]:
+        """The registered components of each family the stage type uses."""
+        registry = self.manager.registry
+        return {
+            family: {name: obj for name, (obj, _) in registry.components[family].items()}
+            for family in stype.components
+        }
 
     def decide(
         self, stage: ResolvedStage, planning: bool = False
@@ -347,6 +359,7 @@ def execute_stage(sr: StageRun) -> dict[str, Any]:
                 who=who,
                 batch_size=stage.spec.batch_size or 256,
                 side=side,
+                components=run.components_for(stype),
             )
             assert run.executor is not None
             executor_info = run.executor.describe()
@@ -358,7 +371,14 @@ def execute_stage(sr: StageRun) -> dict[str, Any]:
             assert stype.run is not None
             with run.reporter.stage(stage.id, None) as advance:
                 ctx = StageContext(
-                    stage.id, stage.params, readers, writer.write, run.pipeline.dir, stats, advance
+                    stage.id,
+                    stage.params,
+                    readers,
+                    writer.write,
+                    run.pipeline.dir,
+                    stats,
+                    advance,
+                    components=run.components_for(stype),
                 )
                 stype.run(ctx)
     except BaseException as exc:

@@ -20,6 +20,7 @@ TURN = pa.struct(
         pa.field("end", pa.int64(), nullable=False),
         pa.field("start_time", pa.float64()),
         pa.field("end_time", pa.float64()),
+        pa.field("role", pa.string()),
     ]
 )
 
@@ -61,7 +62,8 @@ DOCUMENTS = DatasetKind(
         "participant_id": "participant id from the manifest",
         "attributes": "participant attributes (role, gender, pair, ...) as strings",
         "text": "full text; every offset of every later dataset points into it",
-        "turns": "speaker turns: speaker label, start/end offsets, optional times (s)",
+        "turns": "speaker turns: label, start/end offsets of the words after the label, "
+        "optional times (s), role (interviewer or participant)",
         "sha256": "sha256 of the source file's bytes",
         "sensitive": "true until anonymised: exports refuse sensitive rows",
     },

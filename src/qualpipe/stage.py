@@ -136,7 +136,10 @@ class StageType:
     """A kind of stage a pipeline file can ``use``.
 
     ``consumes``/``produces`` accept dataset kind names (``"documents"``) or
-    :class:`Input`/:class:`Output` objects. ``export=True`` makes the runner refuse
+    :class:`Input`/:class:`Output` objects. ``components`` names the component
+    families the stage uses (``("reader",)``): the runner hands it every registered
+    component of those families as ``ctx.components[family][name]``, and their plugin
+    versions are part of the stage fingerprint. ``export=True`` makes the runner refuse
     sensitive inputs unless the pipeline sets ``allow_sensitive: true`` for the stage
     (the parameter is added automatically). ``version`` overrides the plugin version in
     the stage fingerprint: bump it when the stage's output changes.
@@ -154,6 +157,7 @@ class StageType:
     export: bool = False
     version: str | None = None
     family: str | None = None
+    components: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "consumes", _as_inputs(self.consumes))
@@ -197,6 +201,7 @@ class BatchContext:
     side: Mapping[str, pa.Table] = field(default_factory=dict)
     state: Any = None
     batch_index: int = 0
+    components: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 class StageContext:
@@ -211,8 +216,10 @@ class StageContext:
         pipeline_dir: Path,
         stats: dict[str, Any],
         progress: Callable[[int], None] | None = None,
+        components: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         self.stage_id = stage_id
+        self.components = components or {}
         self.params = params
         self.inputs = inputs
         self.pipeline_dir = pipeline_dir

@@ -1,107 +1,36 @@
-"""Built-in plugin: the ``ingest`` stage type (plain-text transcripts).
+"""Built-in plugin: the ``ingest`` stage type.
 
-Turns files, folders or globs of ``.txt``/``.md`` transcripts into the ``documents``
-dataset, with speaker turns and participant attributes from an optional manifest.
-Files that cannot be read go to the ``quarantine`` dataset with a reason; one bad file
-never stops the batch. Documents are written in small groups, so a corpus of any size
-is never held in memory at once.
+Turns files, folders or globs of transcripts into the ``documents`` dataset (raw, so
+marked sensitive). Each file is read by the reader registered for its suffix (see
+``qualpipe_register_readers``); speaker turns come from the reader or from the
+pipeline's speaker conventions; participant id and attributes come from an optional
+manifest. A file that cannot be read goes to the ``quarantine`` dataset with the reason
+and the reader, and the batch goes on. Files are read one at a time and documents are
+written in small groups, so a corpus of any size is never held in memory at once.
 """
 
 from __future__ import annotations
 
-import csv
 import glob
 import hashlib
 import os
-import re
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import structlog
 
 from qualpipe import Output, Param, PipelineError, StageContext, StageType, hookimpl
+from qualpipe.builtin.participants import Participants, read_participants
 from qualpipe.fingerprint import expand_paths
-from qualpipe.schemas import DOCUMENTS
+from qualpipe.readers import MissingDependency, RawDocument, Reader, UnreadableFile
+from qualpipe.schemas import DOCUMENTS, QUARANTINE
+from qualpipe.transcripts import INTERVIEWER_LABELS, SpeakerRules, find_turns, normalise
 
-TEXT_SUFFIXES = (".txt", ".md", ".text")
-#: "Interviewer:", "I:", "P01:", "Anna:", optionally after a [00:12:31] timestamp
-DEFAULT_SPEAKER = (
-    r"^[ \t]*(?:[\[(]\d{1,2}:\d{2}(?::\d{2})?[\])][ \t]*)?"
-    r"(?P<speaker>[A-ZÅÄÖ][\w.'-]*(?:[ \t][A-ZÅÄÖ][\w.'-]*){0,2})[ \t]*:[ \t]+"
-)
+log = structlog.get_logger("qualpipe")
 FLUSH_EVERY = 64
-
-
-def decode(data: bytes) -> tuple[str, str]:
-    """Decode transcript bytes; return (text, encoding). Raise ValueError if unreadable."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        return data[3:].decode("utf-8"), "utf-8-sig"
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return data.decode("utf-16"), "utf-16"
-    if b"\x00" in data[:4096]:
-        raise ValueError("binary file (NUL bytes), not a text transcript")
-    try:
-        return data.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        pass
-    try:
-        return data.decode("cp1252"), "cp1252"
-    except UnicodeDecodeError:
-        raise ValueError(
-            "not UTF-8, UTF-16 or Windows-1252 text; re-save the file as UTF-8"
-        ) from None
-
-
-def normalise(text: str) -> str:
-    """LF line ends (REFI-QDA importers expect them); offsets then point into this text."""
-    return text.replace("\r\n", "\n").replace("\r", "\n")
-
-
-def find_turns(text: str, pattern: re.Pattern[str]) -> list[dict[str, Any]]:
-    """Speaker turns: each label starts a turn that runs to the next label."""
-    marks = [(m.start(), m.end(), m.group("speaker")) for m in pattern.finditer(text)]
-    turns = []
-    for i, (_start, body, speaker) in enumerate(marks):
-        end = marks[i + 1][0] if i + 1 < len(marks) else len(text)
-        while end > body and text[end - 1].isspace():
-            end -= 1
-        turns.append(
-            {"speaker": speaker, "start": body, "end": end, "start_time": None, "end_time": None}
-        )
-    return turns
-
-
-def doc_id_for(rel: str) -> str:
-    # File names can identify people ("Anna_Svensson.txt"): the id is a hash, not the name.
-    return "d" + hashlib.sha256(rel.encode()).hexdigest()[:12]
-
-
-def read_manifest(path: Path) -> dict[str, dict[str, str]]:
-    """Participants manifest (CSV): ``file``, ``participant`` and attribute columns."""
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.DictReader(fh))
-    except FileNotFoundError:
-        raise PipelineError(
-            f"participants manifest {str(path)!r} not found; check manifest:"
-        ) from None
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise PipelineError(
-            f"participants manifest {str(path)!r} is not a readable UTF-8 CSV: {exc}"
-        ) from None
-    if not rows or "file" not in rows[0]:
-        raise PipelineError(
-            f"participants manifest {str(path)!r} needs a 'file' column (and 'participant')"
-        )
-    out = {}
-    for row in rows:
-        rel = (row.pop("file") or "").strip()
-        if rel:
-            out[str((path.parent / rel).resolve())] = {
-                k: (v or "").strip() for k, v in row.items() if k
-            }
-    return out
 
 
 def _static_root(pattern: str) -> Path:
@@ -117,8 +46,10 @@ def _static_root(pattern: str) -> Path:
     return p if p.is_dir() else p.parent
 
 
-def _iter_files(patterns: list[str]) -> Iterator[tuple[Path, str]]:
+def iter_files(patterns: list[str]) -> Iterator[tuple[Path, str]]:
     """Each file once, with its path relative to the common root of all patterns."""
+    if not patterns:
+        raise PipelineError("ingest: paths: is empty; name the transcript files or folders")
     for pattern in patterns:
         if not Path(pattern).exists() and not glob.has_magic(pattern):
             raise PipelineError(f"ingest: path {pattern!r} does not exist; check paths:")
@@ -133,101 +64,267 @@ def _iter_files(patterns: list[str]) -> Iterator[tuple[Path, str]]:
         yield f, rel.as_posix()
 
 
-def run(ctx: StageContext) -> None:
-    pattern = re.compile(ctx.params["speaker_pattern"], re.MULTILINE)
-    manifest_path = ctx.params.get("manifest")
-    people = read_manifest(Path(manifest_path)) if manifest_path else {}
-    matched: set[str] = set()
-    docs: list[dict[str, Any]] = []
-    bad: list[dict[str, Any]] = []
-    n_docs = n_bad = 0
+def doc_id_for(rel: str, key: str | None = None) -> str:
+    # File names can identify people ("Anna_Svensson.txt"): the id is a hash, not the name.
+    ident = rel if key is None else f"{rel}#{key}"
+    return "d" + hashlib.sha256(ident.encode()).hexdigest()[:12]
 
-    def flush() -> None:
-        if docs:
-            ctx.write("documents", pa.Table.from_pylist(docs, schema=DOCUMENTS.schema))
-            docs.clear()
-        if bad:
-            ctx.write("quarantine", pa.Table.from_pylist(bad))
-            bad.clear()
 
-    for path, rel in _iter_files(ctx.params["paths"]):
-        if path.suffix.lower() not in TEXT_SUFFIXES:
+def suffix_table(readers: Mapping[str, Reader], chosen: Mapping[str, str]) -> dict[str, Reader]:
+    """Map file suffixes to readers; two readers claiming one suffix must be chosen."""
+    table: dict[str, Reader] = {}
+    for reader in readers.values():
+        for suffix in reader.suffixes:
+            s = suffix.lower()
+            if s in chosen:
+                continue
+            if s in table:
+                raise PipelineError(
+                    f"ingest: readers {table[s].name!r} and {reader.name!r} both read {s!r} "
+                    f"files; choose one with readers: {{{s!r}: NAME}}"
+                )
+            table[s] = reader
+    for suffix, name in chosen.items():
+        s = suffix.lower() if suffix.startswith(".") else "." + suffix.lower()
+        if name in ("skip", "ignore"):
+            table.pop(s, None)
             continue
-        key = str(path.resolve())
+        if name not in readers:
+            raise PipelineError(
+                f"ingest: readers: {suffix!r} names unknown reader {name!r} "
+                f"(installed: {', '.join(sorted(readers))})"
+            )
+        table[s] = readers[name]
+    return table
+
+
+class _Batch:
+    """Documents and quarantine rows waiting to be written."""
+
+    def __init__(self, ctx: StageContext) -> None:
+        self.ctx = ctx
+        self.docs: list[dict[str, Any]] = []
+        self.bad: list[dict[str, Any]] = []
+        self.stats: Counter[str] = Counter()
+
+    def quarantine(self, rel: str, reader: str | None, reason: str, digest: str | None) -> None:
+        self.bad.append({"source_path": rel, "reader": reader, "reason": reason, "sha256": digest})
+        self.stats["quarantined"] += 1
+
+    def flush(self, force: bool = False) -> None:
+        if self.docs and (force or len(self.docs) >= FLUSH_EVERY):
+            self.ctx.write("documents", pa.Table.from_pylist(self.docs, schema=DOCUMENTS.schema))
+            self.docs.clear()
+        if self.bad and (force or len(self.bad) >= FLUSH_EVERY):
+            self.ctx.write("quarantine", pa.Table.from_pylist(self.bad, schema=QUARANTINE.schema))
+            self.bad.clear()
+
+
+def _read_all(reader: Reader, path: Path, params: Mapping[str, Any]) -> list[RawDocument]:
+    docs = list(reader.read(path, params))
+    for doc in docs:
+        if not isinstance(doc, RawDocument):
+            raise TypeError(f"reader yielded {type(doc).__name__}, not RawDocument")
+    return docs
+
+
+def run(ctx: StageContext) -> None:
+    params = ctx.params
+    try:
+        rules = SpeakerRules.build(
+            params["speaker_patterns"], params["speakers"], params["interviewer_labels"]
+        )
+    except (ValueError, Exception) as exc:
+        raise PipelineError(f"ingest: speaker_patterns: {exc}") from None
+    readers = suffix_table(ctx.components.get("reader", {}), params["readers"])
+    manifest: Participants | None = None
+    if params["manifest"]:
+        manifest = read_participants(Path(params["manifest"]))
+    matched: set[str] = set()
+    no_row: list[str] = []
+    batch = _Batch(ctx)
+    warned: set[str] = set()
+
+    for path, rel in iter_files(params["paths"]):
+        if manifest is not None and path.resolve() == manifest.path.resolve():
+            continue
+        reader = readers.get(path.suffix.lower())
+        if reader is None:
+            batch.quarantine(
+                rel, None, f"no reader for {path.suffix or 'files without a suffix'!r} "
+                f"(readers: {', '.join(sorted(readers))}); convert the file or add a reader plugin",
+                None,
+            )
+            continue
         try:
             data = path.read_bytes()
         except OSError as exc:
-            bad.append(
-                {"source_path": rel, "reader": "text", "reason": f"cannot read: {exc.strerror}"}
-            )
-            n_bad += 1
+            batch.quarantine(rel, reader.name, f"cannot read: {exc.strerror}", None)
             continue
         digest = hashlib.sha256(data).hexdigest()
+        del data
         try:
-            text, encoding = decode(data)
-        except ValueError as exc:
-            bad.append({"source_path": rel, "reader": "text", "reason": str(exc), "sha256": digest})
-            n_bad += 1
+            raw_docs = _read_all(reader, path, params)
+        except MissingDependency as exc:
+            if reader.name not in warned:
+                warned.add(reader.name)
+                log.warning("reader unavailable", reader=reader.name, reason=str(exc))
+            batch.quarantine(rel, reader.name, str(exc), digest)
             continue
-        text = normalise(text)
-        if not text.strip():
-            bad.append(
-                {"source_path": rel, "reader": "text", "reason": "empty file", "sha256": digest}
+        except UnreadableFile as exc:
+            batch.quarantine(rel, reader.name, str(exc) or "unreadable", digest)
+            continue
+        except Exception as exc:
+            # A reader bug or a file that trips the library: quarantine, never crash.
+            batch.quarantine(
+                rel, reader.name, f"reader {reader.name!r} failed: {type(exc).__name__}", digest
             )
-            n_bad += 1
             continue
-        person = people.get(key)
-        if person is not None:
-            matched.add(key)
-        attrs = dict(person or {})
-        participant = attrs.pop("participant", None) or None
-        docs.append(
-            {
-                "doc_id": doc_id_for(rel),
-                "source_path": rel,
-                "format": path.suffix.lower().lstrip("."),
-                "reader": "text",
-                "encoding": encoding,
-                "language": attrs.get("language") or ctx.params.get("language"),
-                "participant_id": participant,
-                "attributes": list(attrs.items()),
-                "text": text,
-                "turns": find_turns(text, pattern),
-                "sha256": digest,
-                "sensitive": True,
-            }
-        )
-        n_docs += 1
-        ctx.advance()
-        if len(docs) >= FLUSH_EVERY:
-            flush()
-    flush()
-    missing = sorted(set(people) - matched)
-    if missing and ctx.params["strict"]:
+        if not raw_docs:
+            batch.quarantine(rel, reader.name, "no text found", digest)
+            continue
+        person = manifest.lookup(path) if manifest is not None else None
+        if manifest is not None:
+            if person is None:
+                no_row.append(rel)
+            else:
+                matched.add(str(path.resolve()))
+        for raw in raw_docs:
+            row = _document(raw, rel, path, reader, digest, person, rules, params)
+            if row is None:
+                batch.quarantine(rel, reader.name, "no text found", digest)
+                continue
+            if raw.encoding not in (None, "utf-8", "utf-8-sig"):
+                batch.stats[f"encoding:{raw.encoding}"] += 1
+            if raw.notes:
+                batch.stats["documents_with_notes"] += 1
+                log.warning("read with notes", doc_id=row["doc_id"], notes=raw.notes)
+            batch.docs.append(row)
+            batch.stats["documents"] += 1
+            batch.stats[f"format:{row['format']}"] += 1
+            batch.stats["turns"] += len(row["turns"])
+            ctx.advance()
+        batch.flush()
+    batch.flush(force=True)
+    _check_manifest(ctx, manifest, matched, no_row, batch.stats)
+    for key, value in sorted(batch.stats.items()):
+        ctx.note(key, value)
+    ctx.note("documents", batch.stats["documents"])
+    ctx.note("quarantined", batch.stats["quarantined"])
+
+
+def _document(
+    raw: RawDocument,
+    rel: str,
+    path: Path,
+    reader: Reader,
+    digest: str,
+    person: Mapping[str, str] | None,
+    rules: SpeakerRules,
+    params: Mapping[str, Any],
+) -> dict[str, Any] | None:
+    if raw.turns is None:
+        text = normalise(raw.text)
+        turns = find_turns(text, rules)
+    else:
+        text, turns = raw.text, raw.turns
+    if not text.strip():
+        return None
+    attrs = dict(person or {})
+    participant = raw.participant_id or attrs.pop("participant", None) or None
+    attrs.pop("participant", None)
+    attrs.update(raw.attributes)
+    language = raw.language or attrs.get("language") or params.get("language")
+    return {
+        "doc_id": doc_id_for(rel, raw.key),
+        "source_path": rel if raw.key is None else f"{rel}#{raw.key}",
+        "format": path.suffix.lower().lstrip(".") or None,
+        "reader": reader.name,
+        "encoding": raw.encoding,
+        "language": language or None,
+        "participant_id": participant,
+        "attributes": sorted((str(k), str(v)) for k, v in attrs.items()),
+        "text": text,
+        "turns": [t.as_dict() for t in turns],
+        "sha256": digest,
+        "sensitive": True,
+    }
+
+
+def _check_manifest(
+    ctx: StageContext,
+    manifest: Participants | None,
+    matched: set[str],
+    no_row: list[str],
+    stats: Counter[str],
+) -> None:
+    if manifest is None:
+        return
+    no_file = manifest.unmatched(matched)
+    stats["manifest_rows_without_file"] = len(no_file)
+    stats["files_without_manifest_row"] = len(no_row)
+    if not no_file and not no_row:
+        return
+    problems = []
+    if no_file:
+        problems.append(f"{len(no_file)} manifest row(s) match no file: {', '.join(no_file[:10])}")
+    if no_row:
+        problems.append(f"{len(no_row)} file(s) have no manifest row: {', '.join(no_row[:10])}")
+    if ctx.params["strict"]:
         raise PipelineError(
-            f"ingest: {len(missing)} manifest row(s) match no transcript, e.g. {missing[0]!r}; "
-            "fix the file column or set strict: false"
+            f"ingest: participants manifest {manifest.path.name!r}: {'; '.join(problems)}. "
+            "Fix the 'file' column, or set strict: false to go on with a warning"
         )
-    ctx.note("documents", n_docs)
-    ctx.note("quarantined", n_bad)
-    ctx.note("manifest_rows_unmatched", len(missing))
+    log.warning(
+        "manifest mismatch", rows_without_file=len(no_file), files_without_row=len(no_row)
+    )
 
 
 INGEST = StageType(
     name="ingest",
     family="ingest",
-    description="Read plain-text transcripts into the documents dataset (raw, sensitive).",
+    description=(
+        "Read transcripts (txt, md, docx, odt, rtf, pdf, vtt, srt, csv/xlsx surveys) into "
+        "the documents dataset (raw, sensitive), with speaker turns and participants."
+    ),
     mode="whole",
     produces=[
         Output("documents", "documents", sensitive=True),
         Output("quarantine", "quarantine", sensitive=True),
     ],
+    components=("reader",),
     params=[
         Param("paths", "paths", help="transcript files, folders or globs"),
-        Param("manifest", "path", None, "participants CSV: file, participant, attributes"),
-        Param("speaker_pattern", "str", DEFAULT_SPEAKER, "regex with a (?P<speaker>...) group"),
+        Param("manifest", "path", None, "participants CSV/XLSX: file, participant, attributes"),
+        Param(
+            "strict",
+            "bool",
+            True,
+            "manifest rows without a file, or files without a row, are an error",
+        ),
         Param("language", "str", None, "default language code (en, sv)"),
-        Param("strict", "bool", True, "manifest rows without a transcript are an error"),
+        Param(
+            "speaker_patterns",
+            "list",
+            [],
+            "regexes with a (?P<speaker>...) and optional (?P<time>...) group; replace the "
+            "built-in speaker conventions",
+        ),
+        Param("speakers", "list", [], "extra speaker labels to accept (e.g. [Mamma, Handläggare])"),
+        Param(
+            "interviewer_labels",
+            "list",
+            sorted(INTERVIEWER_LABELS),
+            "speaker labels (lower case) whose turns are the interviewer's",
+        ),
+        Param("readers", "dict", {}, "choose a reader per suffix: {'.csv': survey, '.md': skip}"),
+        Param(
+            "survey",
+            "dict",
+            {},
+            "survey exports (csv/xlsx): text_columns, id_column, participant_column, "
+            "attribute_columns, sheet",
+        ),
     ],
     run=run,
 )

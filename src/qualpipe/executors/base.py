@@ -41,6 +41,7 @@ class BatchJob:
     who: str
     batch_size: int
     side: dict[str, pa.Table] = field(default_factory=dict)
+    components: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -71,6 +72,7 @@ def run_one_batch(
         side=job.side,
         state=job_state(job),
         batch_index=batch_index,
+        components=job.components,
     )
     result = job.stage_type.process_batch(batch, ctx)
     if not isinstance(result, Mapping):

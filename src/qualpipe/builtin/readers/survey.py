@@ -1,0 +1,17 @@
+"""Survey exports: .csv, .xlsx (placeholder, being written)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from qualpipe.readers import RawDocument, Reader, UnreadableFile
+
+
+def _todo(path: Path, options: Mapping[str, Any]) -> Iterator[RawDocument]:
+    raise UnreadableFile("reader not written yet")
+
+
+CSV = Reader("survey-csv", (".csv",), _todo)
+XLSX = Reader("survey-xlsx", (".xlsx",), _todo)
