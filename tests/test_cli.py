@@ -225,17 +225,22 @@ def test_stages_lists_every_type_with_params(project: Project) -> None:
     lines = out.splitlines()
     assert lines[0] == "ingest  (qualpipe.builtin.ingest 0.1.0, whole dataset)"
     assert lines[2] == "    consumes: -    produces: documents:documents, quarantine:quarantine"
-    assert [line.split(" (")[0] for line in lines[3:9]] == [
+    assert [line.split(" (")[0] for line in lines[3:13]] == [
         "    - paths",
         "    - manifest",
-        "    - speaker_pattern",
-        "    - language",
         "    - strict",
+        "    - language",
+        "    - speaker_patterns",
+        "    - speakers",
+        "    - interviewer_labels",
+        "    - readers",
+        "    - survey",
         "",
     ]
     assert lines[3] == "    - paths (paths, required): transcript files, folders or globs"
-    assert lines[7] == (
-        "    - strict (bool, default True): manifest rows without a transcript are an error"
+    assert lines[5] == (
+        "    - strict (bool, default True): manifest rows without a file, or files without "
+        "a row, are an error"
     )
 
 
@@ -255,9 +260,13 @@ def test_stages_json(project: Project) -> None:
     assert [p["name"] for p in data[0]["params"]] == [
         "paths",
         "manifest",
-        "speaker_pattern",
-        "language",
         "strict",
+        "language",
+        "speaker_patterns",
+        "speakers",
+        "interviewer_labels",
+        "readers",
+        "survey",
     ]
 
 
@@ -702,7 +711,7 @@ schema:
   attributes: map<string, string ('attributes')>
   text: large_string
   turns: list<element: struct<speaker: string, start: int64 not null, end: int64 not null, \
-start_time: double, end_time: double>>
+start_time: double, end_time: double, role: string>>
   sha256: string
   sensitive: bool
 """

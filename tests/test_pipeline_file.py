@@ -25,7 +25,10 @@ P02: I moved to a flat of my own.
 """
 
 SEGMENT_HELP = "(known: strategy, drop_speakers, min_chars)"
-INGEST_PARAMS = "(known: paths, manifest, speaker_pattern, language, strict)"
+INGEST_PARAMS = (
+    "(known: paths, manifest, strict, language, speaker_patterns, speakers, "
+    "interviewer_labels, readers, survey)"
+)
 
 
 @pytest.fixture
@@ -643,12 +646,12 @@ def test_embedded_interpolation_of_a_number_is_text(
             with:
               paths: data/t
               language: ${params.lang}-${params.n}
-              speaker_pattern: "^(?P<speaker>P0${params.n}):"
+              speaker_patterns: ["^(?P<speaker>P0${params.n}):"]
         """,
     )
     params = stages["ingest"].params
     assert params["language"] == "en-2"
-    assert params["speaker_pattern"] == "^(?P<speaker>P02):"
+    assert params["speaker_patterns"] == ["^(?P<speaker>P02):"]
 
 
 def test_interpolation_inside_lists(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:

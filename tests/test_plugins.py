@@ -1157,6 +1157,7 @@ def test_hook_qualpipe_register_commands_and_registration_hooks_recorded_in_orde
         "qualpipe_register_dataset_kinds",
         "qualpipe_register_stages",
         "qualpipe_register_executors",
+        "qualpipe_register_readers",
     ]
     cli = hook_recorder.calls[0][1]["cli"]
     assert isinstance(cli, click.Group)
@@ -1285,6 +1286,7 @@ def test_hookspecs_are_the_documented_contract() -> None:
         "qualpipe_register_commands",
         "qualpipe_register_dataset_kinds",
         "qualpipe_register_executors",
+        "qualpipe_register_readers",
         "qualpipe_register_stages",
         "qualpipe_run_pipeline",
         "qualpipe_run_stage",

@@ -387,7 +387,10 @@ def execute_stage(sr: StageRun) -> dict[str, Any]:
             if isinstance(exc, StageError):
                 raise
             if isinstance(exc, QualpipeError):
-                raise StageError(stage.id, str(exc), stage.plugin.name) from exc
+                wrapped = StageError(stage.id, str(exc), stage.plugin.name)
+                if isinstance(exc, PipelineError):
+                    wrapped.exit_code = exc.exit_code  # bad input (exit 2), not a crash
+                raise wrapped from exc
             raise
         msg = str(exc).splitlines()[0][:300] if str(exc) else ""
         raise StageError(

@@ -127,6 +127,10 @@ class HookRecorder:
         self.calls.append(("qualpipe_register_executors", {"register": register}))
 
     @hookimpl
+    def qualpipe_register_readers(self, register: Any) -> None:
+        self.calls.append(("qualpipe_register_readers", {"register": register}))
+
+    @hookimpl
     def qualpipe_register_commands(self, cli: Any) -> None:
         self.calls.append(("qualpipe_register_commands", {"cli": cli}))
 

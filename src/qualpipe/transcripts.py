@@ -29,24 +29,28 @@ from dataclasses import dataclass
 from qualpipe.readers import Turn, UnreadableFile
 
 TS = r"\d{1,2}:\d{2}(?::\d{2})?(?:[.,]\d{1,3})?"
-_WORD = r"[A-ZÅÄÖÆØÉÜ][\w.'’-]*"
+_WORD = r"[A-ZÅÄÖÆØÉÜ][\w.'\u2019-]*"  # \u2019: typographic apostrophe
 LABEL = rf"{_WORD}(?:[ \t](?:{_WORD}|\d{{1,3}})){{0,2}}"
+# the colon may be ASCII or full-width (\uff1a)
 _INLINE = re.compile(
     rf"^[ \t]*(?:(?:[\[(](?P<t1>{TS})[\])]|(?P<t0>{TS}))[ \t]*)?"
-    rf"(?P<speaker>{LABEL})[ \t]*(?:[\[(](?P<t2>{TS})[\])][ \t]*)?[:：][ \t]*",
+    rf"(?P<speaker>{LABEL})[ \t]*(?:[\[(](?P<t2>{TS})[\])][ \t]*)?[:\uff1a][ \t]*",
     re.MULTILINE,
 )
 _HEADER = re.compile(
     rf"^[ \t]*\[?(?P<speaker>{LABEL})\]?[ \t]+[\[(]?(?P<t1>{TS})[\])]?[ \t]*$", re.MULTILINE
 )
+_NOT_SPEAKERS = frozenset({"at", "kl", "klockan", "time", "tid", "ca", "about"})
 _CODE = re.compile(r"^[A-ZÅÄÖ]{1,4}\d{1,3}$")
-_NUMBERED = re.compile(r"^(speaker|talare|person|participant|respondent|interviewer|deltagare)\s*\d{1,3}$", re.I)
+_NUMBERED = re.compile(
+    r"^(speaker|talare|person|participant|respondent|interviewer|deltagare)\s*\d{1,3}$", re.I
+)
 
 KNOWN_LABELS = frozenset(
     {
         "interviewer", "interviewee", "respondent", "participant", "moderator", "facilitator",
         "researcher", "informant", "int", "resp", "i", "ip", "iv", "r", "q", "a", "p",
-        "intervjuare", "intervjuaren", "deltagare", "intervjuperson", "ip",
+        "intervjuare", "intervjuaren", "deltagare", "intervjuperson",
     }
 )  # fmt: skip
 INTERVIEWER_LABELS = frozenset(
@@ -75,7 +79,9 @@ def decode_bytes(data: bytes) -> tuple[str, str, list[str]]:
             try:
                 return data.decode(encoding), encoding, notes
             except UnicodeDecodeError as exc:
-                raise UnreadableFile(f"has a {encoding} byte-order mark but invalid {encoding} data: {exc.reason}") from None
+                raise UnreadableFile(
+                    f"has a {encoding} byte-order mark but invalid {encoding} data: {exc.reason}"
+                ) from None
     head = data[:2048]
     if len(head) >= 4 and head.count(b"\x00") * 3 >= len(head):
         # UTF-16 without a BOM: every other byte of ASCII-range text is NUL.
@@ -164,7 +170,11 @@ class SpeakerRules:
     def role(self, speaker: str) -> str:
         key = speaker.lower().rstrip(".")
         base = re.sub(r"\s*\d+$", "", key)
-        return "interviewer" if key in self.interviewer_labels or base in self.interviewer_labels else "participant"
+        return (
+            "interviewer"
+            if key in self.interviewer_labels or base in self.interviewer_labels
+            else "participant"
+        )
 
     def accepted(self, label: str, count: int) -> bool:
         key = label.lower().rstrip(".")
@@ -196,8 +206,9 @@ def find_turns(text: str, rules: SpeakerRules | None = None) -> list[Turn]:
                 t = m.group("t0") or m.group("t1") or m.group("t2")
                 marks.append((m.start(), m.end(), label, seconds(t)))
         for m in header:
+            # a label alone on a line with a time stamp is a strong signal: always a turn
             label = m.group("speaker")
-            if rules.accepted(label, counts[label]):
+            if label.lower() not in _NOT_SPEAKERS:
                 body = m.end() + 1 if m.end() < len(text) else m.end()
                 marks.append((m.start(), body, label, seconds(m.group("t1"))))
     marks.sort()
@@ -208,5 +219,7 @@ def find_turns(text: str, rules: SpeakerRules | None = None) -> list[Turn]:
         end = marks[i + 1][0] if i + 1 < len(marks) else len(text)
         while end > body and text[end - 1].isspace():
             end -= 1
+        while body < end and text[body].isspace():
+            body += 1  # a label alone on its line: the words start on the next line
         turns.append(Turn(speaker, body, max(body, end), t, None, rules.role(speaker)))
     return turns

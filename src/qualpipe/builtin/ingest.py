@@ -70,24 +70,28 @@ def doc_id_for(rel: str, key: str | None = None) -> str:
     return "d" + hashlib.sha256(ident.encode()).hexdigest()[:12]
 
 
-def suffix_table(readers: Mapping[str, Reader], chosen: Mapping[str, str]) -> dict[str, Reader]:
-    """Map file suffixes to readers; two readers claiming one suffix must be chosen."""
-    table: dict[str, Reader] = {}
+def suffix_table(
+    readers: Mapping[str, Reader], chosen: Mapping[str, str]
+) -> dict[str, Reader | None]:
+    """Map file suffixes to readers (None: skip such files); clashes must be chosen."""
+    table: dict[str, Reader | None] = {}
     for reader in readers.values():
         for suffix in reader.suffixes:
             s = suffix.lower()
             if s in chosen:
                 continue
-            if s in table:
+            other = table.get(s)
+            if other is not None:
+                a, b = sorted((other.name, reader.name))
                 raise PipelineError(
-                    f"ingest: readers {table[s].name!r} and {reader.name!r} both read {s!r} "
+                    f"ingest: readers {a!r} and {b!r} both read {s!r} "
                     f"files; choose one with readers: {{{s!r}: NAME}}"
                 )
             table[s] = reader
     for suffix, name in chosen.items():
         s = suffix.lower() if suffix.startswith(".") else "." + suffix.lower()
         if name in ("skip", "ignore"):
-            table.pop(s, None)
+            table[s] = None
             continue
         if name not in readers:
             raise PipelineError(
@@ -148,11 +152,17 @@ def run(ctx: StageContext) -> None:
     for path, rel in iter_files(params["paths"]):
         if manifest is not None and path.resolve() == manifest.path.resolve():
             continue
-        reader = readers.get(path.suffix.lower())
+        suffix = path.suffix.lower()
+        if suffix in readers and readers[suffix] is None:
+            continue  # the pipeline asked to skip such files
+        reader = readers.get(suffix)
         if reader is None:
+            known = ", ".join(sorted(s for s, r in readers.items() if r is not None))
             batch.quarantine(
-                rel, None, f"no reader for {path.suffix or 'files without a suffix'!r} "
-                f"(readers: {', '.join(sorted(readers))}); convert the file or add a reader plugin",
+                rel,
+                None,
+                f"no reader for {path.suffix or 'files without a suffix'!r} "
+                f"(readers: {known}); convert the file or add a reader plugin",
                 None,
             )
             continue
@@ -275,9 +285,7 @@ def _check_manifest(
             f"ingest: participants manifest {manifest.path.name!r}: {'; '.join(problems)}. "
             "Fix the 'file' column, or set strict: false to go on with a warning"
         )
-    log.warning(
-        "manifest mismatch", rows_without_file=len(no_file), files_without_row=len(no_row)
-    )
+    log.warning("manifest mismatch", rows_without_file=len(no_file), files_without_row=len(no_row))
 
 
 INGEST = StageType(
@@ -322,8 +330,8 @@ INGEST = StageType(
             "survey",
             "dict",
             {},
-            "survey exports (csv/xlsx): text_columns, id_column, participant_column, "
-            "attribute_columns, sheet",
+            "survey exports (csv/xlsx): text_columns (required), id_column, "
+            "participant_column, attribute_columns, sheet, skip_rows, skip_after_header",
         ),
     ],
     run=run,

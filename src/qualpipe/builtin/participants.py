@@ -9,9 +9,11 @@ Column names are matched case-insensitively; values are kept as strings.
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from qualpipe.builtin.readers.survey import cell_text
 from qualpipe.errors import PipelineError
 from qualpipe.readers import MissingDependency, require
 
@@ -50,7 +52,7 @@ def _read_table(path: Path) -> list[list[str]]:
                 f"({type(exc).__name__}); re-save it from Excel or as CSV"
             ) from None
         sheet = wb.worksheets[0]
-        rows = [["" if v is None else str(v).strip() for v in row] for row in sheet.iter_rows(values_only=True)]
+        rows = [[cell_text(v).strip() for v in row] for row in sheet.iter_rows(values_only=True)]
         wb.close()
         return rows
     try:
@@ -62,19 +64,21 @@ def _read_table(path: Path) -> list[list[str]]:
     try:
         dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
     except csv.Error:
-        dialect = csv.excel  # type: ignore[assignment]
-    return [[c.strip() for c in row] for row in csv.reader(text.splitlines(), dialect)]
+        dialect = csv.excel
+    # a StringIO, not splitlines(): quoted values may span lines
+    return [[c.strip() for c in row] for row in csv.reader(io.StringIO(text, newline=""), dialect)]
 
 
 def read_participants(path: Path) -> Participants:
     """Read and check a manifest; raise PipelineError naming the file and the problem."""
     if not path.is_file():
         raise PipelineError(f"participants manifest {str(path)!r} not found; check manifest:")
-    rows = [r for r in _read_table(path) if any(r)]
+    # (line number, cells) of the non-blank rows: errors name the row as the file has it
+    rows = [(n, r) for n, r in enumerate(_read_table(path), start=1) if any(r)]
     if not rows:
         raise PipelineError(f"participants manifest {str(path)!r} is empty")
     # 'file' and 'participant' are matched case-insensitively; attributes keep their names
-    header = [h.strip() for h in rows[0]]
+    header = [h.strip() for h in rows[0][1]]
     header = [h.lower() if h.lower() in ("file", "participant") else h for h in header]
     for required in ("file", "participant"):
         if required not in header:
@@ -82,11 +86,12 @@ def read_participants(path: Path) -> Participants:
                 f"participants manifest {str(path)!r} needs a {required!r} column "
                 f"(found: {', '.join(h for h in header if h) or 'none'})"
             )
-    if len(set(header)) != len(header):
-        dup = sorted({h for h in header if header.count(h) > 1})
+    named = [h for h in header if h]  # blank header cells (Excel padding) are ignored
+    if len(set(named)) != len(named):
+        dup = sorted({h for h in named if named.count(h) > 1})
         raise PipelineError(f"participants manifest {str(path)!r}: duplicate column(s) {dup}")
     out = Participants(path)
-    for lineno, row in enumerate(rows[1:], start=2):
+    for lineno, row in rows[1:]:
         values = dict(zip(header, row + [""] * (len(header) - len(row)), strict=False))
         rel = values.pop("file")
         if not rel:
