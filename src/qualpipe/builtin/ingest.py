@@ -14,6 +14,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
+import re
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -138,7 +139,7 @@ def run(ctx: StageContext) -> None:
         rules = SpeakerRules.build(
             params["speaker_patterns"], params["speakers"], params["interviewer_labels"]
         )
-    except (ValueError, Exception) as exc:
+    except (ValueError, re.error) as exc:
         raise PipelineError(f"ingest: speaker_patterns: {exc}") from None
     readers = suffix_table(ctx.components.get("reader", {}), params["readers"])
     manifest: Participants | None = None
