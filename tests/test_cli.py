@@ -108,7 +108,7 @@ def test_unknown_command_is_a_usage_error(project: Project) -> None:
 BAD_TYPE = PIPELINE.replace("uses: ingest", "uses: ingets")
 BAD_TYPE_ERROR = (
     "pipeline.yaml:5:11: stage 'ingest': unknown stage type 'ingets'; did you mean 'ingest'? "
-    "(installed: ingest, segment; is the plugin that provides it installed? "
+    "(installed: anonymise, ingest, segment; is the plugin that provides it installed? "
     "see 'qualpipe plugins')"
 )
 
@@ -223,7 +223,8 @@ def test_stages_lists_every_type_with_params(project: Project) -> None:
     out = ok(project.run("stages"))
     assert out.endswith(SEGMENT_TEXT)
     lines = out.splitlines()
-    assert lines[0] == "ingest  (qualpipe.builtin.ingest 0.1.0, whole dataset)"
+    assert lines[0] == "anonymise  (qualpipe.builtin.anonymise 0.1.0, whole dataset)"
+    lines = lines[lines.index("ingest  (qualpipe.builtin.ingest 0.1.0, whole dataset)") :]
     assert lines[2] == "    consumes: -    produces: documents:documents, quarantine:quarantine"
     assert [line.split(" (")[0] for line in lines[3:13]] == [
         "    - paths",
@@ -246,9 +247,10 @@ def test_stages_lists_every_type_with_params(project: Project) -> None:
 
 def test_stages_json(project: Project) -> None:
     data = project.run("stages", "--json").json()
-    assert [s["name"] for s in data] == ["ingest", "segment"]
-    assert data[1] == SEGMENT_JSON
-    paths = data[0]["params"][0]
+    assert [s["name"] for s in data] == ["anonymise", "ingest", "segment"]
+    assert data[2] == SEGMENT_JSON
+    assert data[0]["consumes"] == [{"name": "documents", "kind": "documents", "optional": False}]
+    paths = data[1]["params"][0]
     assert paths == {
         "name": "paths",
         "type": "paths",
@@ -257,7 +259,7 @@ def test_stages_json(project: Project) -> None:
         "help": "transcript files, folders or globs",
         "choices": None,
     }
-    assert [p["name"] for p in data[0]["params"]] == [
+    assert [p["name"] for p in data[1]["params"]] == [
         "paths",
         "manifest",
         "strict",
@@ -276,7 +278,7 @@ def test_stages_unknown_name(project: Project) -> None:
     assert_error(
         result,
         EXIT_INVALID,
-        "no stage type 'segmnt'; did you mean 'segment'? (installed: ingest, segment)",
+        "no stage type 'segmnt'; did you mean 'segment'? (installed: anonymise, ingest, segment)",
     )
 
 
@@ -495,6 +497,7 @@ def test_schema_includes_plugin_stage_types(project: Project, plugin: str) -> No
     schema = json.loads(ok(project.run("schema")))
     items = schema["properties"]["stages"]["items"]
     assert items["properties"]["uses"]["enum"] == [
+        "anonymise",
         "ingest",
         "segment",
         "test-anonymise",

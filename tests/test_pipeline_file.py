@@ -263,8 +263,8 @@ ERRORS = [
             uses: segmnet
         """,
         "pipeline.yaml:9:11: stage 'segment': unknown stage type 'segmnet'; did you mean "
-        "'segment'? (installed: ingest, segment; is the plugin that provides it installed? "
-        "see 'qualpipe plugins')",
+        "'segment'? (installed: anonymise, ingest, segment; is the plugin that provides it "
+        "installed? see 'qualpipe plugins')",
         id="unknown-stage-type",
     ),
     pytest.param(

@@ -689,7 +689,7 @@ def test_disable_builtin_by_module_name(monkeypatch: pytest.MonkeyPatch, block: 
     monkeypatch.setenv("QUALPIPE_DISABLE_PLUGINS", block)
     manager = create_manager()
     assert "qualpipe.builtin.segment" not in manager.plugins
-    assert sorted(manager.registry.stage_types) == ["ingest"]
+    assert sorted(manager.registry.stage_types) == ["anonymise", "ingest"]
     assert manager.failures == []
 
 
@@ -708,7 +708,11 @@ def test_disabling_core_kinds_is_a_plugin_error_about_unknown_kinds(
     monkeypatch.setenv("QUALPIPE_DISABLE_PLUGINS", "qualpipe.builtin.kinds")
     with pytest.raises(PluginError) as info:
         create_manager().registry  # noqa: B018
-    assert info.value.plugin in {"qualpipe.builtin.ingest", "qualpipe.builtin.segment"}
+    assert info.value.plugin in {
+        "qualpipe.builtin.ingest",
+        "qualpipe.builtin.segment",
+        "qualpipe.builtin.anonymise",
+    }
     assert "uses unknown dataset kind 'documents'" in str(info.value)
 
 
@@ -1158,6 +1162,7 @@ def test_hook_qualpipe_register_commands_and_registration_hooks_recorded_in_orde
         "qualpipe_register_stages",
         "qualpipe_register_executors",
         "qualpipe_register_readers",
+        "qualpipe_register_recognisers",
     ]
     cli = hook_recorder.calls[0][1]["cli"]
     assert isinstance(cli, click.Group)
@@ -1287,6 +1292,7 @@ def test_hookspecs_are_the_documented_contract() -> None:
         "qualpipe_register_dataset_kinds",
         "qualpipe_register_executors",
         "qualpipe_register_readers",
+        "qualpipe_register_recognisers",
         "qualpipe_register_stages",
         "qualpipe_run_pipeline",
         "qualpipe_run_stage",

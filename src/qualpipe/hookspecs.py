@@ -30,6 +30,7 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
+    from qualpipe.anonymise.recognisers import Recogniser
     from qualpipe.datasets import DatasetKind
     from qualpipe.executors.base import ExecutorFactory
     from qualpipe.readers import Reader
@@ -87,6 +88,21 @@ def qualpipe_register_readers(register: Callable[[Reader], None]) -> None:
     pipeline to choose with its ``readers:`` parameter. A reader raises
     :class:`qualpipe.readers.UnreadableFile` with a one-line reason for a file it cannot
     read: the file is quarantined and the batch goes on.
+    """
+
+
+@hookspec
+def qualpipe_register_recognisers(register: Callable[[Recogniser], None]) -> None:
+    """Register entity recognisers for the ``anonymise`` stage.
+
+    Call ``register(recogniser)`` once per
+    :class:`qualpipe.anonymise.recognisers.Recogniser`: a unique name, the entity types
+    it finds, a ``find(text, ctx)`` function yielding
+    :class:`~qualpipe.anonymise.recognisers.Span` objects (offsets only, never the text)
+    and optionally a ``setup(options)`` run once per process to load models or compile
+    patterns. Pipelines choose recognisers by name with the stage's ``recognisers``
+    parameter; every finding records the recogniser that made it, and recogniser
+    versions are part of the stage fingerprint.
     """
 
 

@@ -43,6 +43,7 @@ BUILTIN_PLUGINS = (
     "qualpipe.builtin.lifecycle",
     "qualpipe.builtin.readers",
     "qualpipe.builtin.ingest",
+    "qualpipe.builtin.anonymise",
     "qualpipe.builtin.segment",
 )
 
@@ -101,6 +102,10 @@ def temporary_plugin(plugin: object, name: str | None = None) -> Iterator[str]:
 #: Component families inside stages: family -> (registration hook, "module:Class").
 COMPONENT_HOOKS = {
     "reader": ("qualpipe_register_readers", "qualpipe.readers:Reader"),
+    "recogniser": (
+        "qualpipe_register_recognisers",
+        "qualpipe.anonymise.recognisers:Recogniser",
+    ),
 }
 
 

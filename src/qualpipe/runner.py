@@ -379,6 +379,9 @@ def execute_stage(sr: StageRun) -> dict[str, Any]:
                     stats,
                     advance,
                     components=run.components_for(stype),
+                    pipeline_name=run.pipeline.name,
+                    workdir=run.store.root,
+                    artifacts_dir=writer.dir,
                 )
                 stype.run(ctx)
     except BaseException as exc:

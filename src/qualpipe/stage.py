@@ -217,9 +217,15 @@ class StageContext:
         stats: dict[str, Any],
         progress: Callable[[int], None] | None = None,
         components: Mapping[str, Mapping[str, Any]] | None = None,
+        pipeline_name: str = "",
+        workdir: Path | None = None,
+        artifacts_dir: Path | None = None,
     ) -> None:
         self.stage_id = stage_id
         self.components = components or {}
+        self.pipeline_name = pipeline_name
+        self.workdir = workdir
+        self._artifacts_dir = artifacts_dir
         self.params = params
         self.inputs = inputs
         self.pipeline_dir = pipeline_dir
@@ -230,6 +236,16 @@ class StageContext:
     def write(self, name: str, data: pa.Table | pa.RecordBatch) -> None:
         """Append rows to output ``name``; checked against its dataset kind."""
         self._writer(name, data)
+
+    def artifact(self, name: str) -> Path:
+        """A path for a file committed with the stage's outputs (a report, a review page).
+
+        It is written into the staging folder and appears in the stage folder only when
+        the stage completes; the manifest lists it with its size and sha256.
+        """
+        if self._artifacts_dir is None or "/" in name or name.startswith("."):
+            raise ValueError(f"invalid artifact name {name!r}")
+        return self._artifacts_dir / name
 
     def note(self, key: str, value: Any) -> None:
         """Record a JSON-serialisable statistic in the stage manifest (counts, not text)."""

@@ -251,6 +251,11 @@ class StageWriter:
             }
         manifest = {**manifest, "record_format": RECORD_FORMAT, "status": "complete"}
         manifest["outputs"] = outputs
+        manifest["artifacts"] = {
+            f.name: {"size": f.stat().st_size, "sha256": sha256_file(f)}
+            for f in sorted(self.dir.iterdir())
+            if f.is_file() and not f.name.startswith((MANIFEST, "."))
+        }
         tmp = self.dir / (MANIFEST + ".tmp")
         with tmp.open("w", encoding="utf-8") as fh:
             json.dump(manifest, fh, indent=2, sort_keys=True, default=str)

@@ -131,6 +131,10 @@ class HookRecorder:
         self.calls.append(("qualpipe_register_readers", {"register": register}))
 
     @hookimpl
+    def qualpipe_register_recognisers(self, register: Any) -> None:
+        self.calls.append(("qualpipe_register_recognisers", {"register": register}))
+
+    @hookimpl
     def qualpipe_register_commands(self, cli: Any) -> None:
         self.calls.append(("qualpipe_register_commands", {"cli": cli}))
 

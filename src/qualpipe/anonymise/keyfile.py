@@ -1,0 +1,104 @@
+"""The pseudonym key: original value -> replacement, kept apart from the run outputs.
+
+The key is JSON written atomically with mode 0600 (created that way, never widened),
+at a path outside the run directory. It is never logged and never exported. Re-running
+with an existing key reuses its replacements, so a corpus that grows keeps its names;
+its random ``salt`` makes pseudonym choices differ between projects.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from qualpipe.errors import QualpipeError
+
+FORMAT = "qualpipe.key/1"
+
+
+class KeyStore:
+    """Replacements by (entity type, value) plus per-type counters."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.salt = secrets.token_hex(16)
+        self.entries: dict[tuple[str, str], str] = {}
+        self.counters: dict[str, int] = {}
+        self.added = 0
+
+    @classmethod
+    def load(cls, path: Path) -> KeyStore:
+        store = cls(path)
+        if not path.exists():
+            return store
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if data.get("format") != FORMAT:
+                raise ValueError(f"format {data.get('format')!r}")
+            store.salt = str(data["salt"])
+            for entry in data["entries"]:
+                store.entries[(entry["type"], entry["value"])] = entry["replacement"]
+            store.counters = {k: int(v) for k, v in data.get("counters", {}).items()}
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            # never echo the file's content: it holds real names
+            raise QualpipeError(
+                f"pseudonym key {str(path)!r} is unreadable ({type(exc).__name__}); restore it "
+                "from a backup, or move it away to start a new key (replacements will change)"
+            ) from None
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+        return store
+
+    def get(self, etype: str, value: str) -> str | None:
+        return self.entries.get((etype, value))
+
+    def put(self, etype: str, value: str, replacement: str) -> None:
+        if (etype, value) not in self.entries:
+            self.added += 1
+        self.entries[(etype, value)] = replacement
+
+    def next_number(self, label: str) -> int:
+        self.counters[label] = self.counters.get(label, 0) + 1
+        return self.counters[label]
+
+    def originals(self) -> list[tuple[str, str]]:
+        """(value, type) of every original in the key (for propagation and the leak guard)."""
+        return [(value, etype) for (etype, value) in self.entries if not etype.startswith("_")]
+
+    def replacements(self) -> set[str]:
+        return set(self.entries.values())
+
+    def save(self) -> None:
+        data: dict[str, Any] = {
+            "format": FORMAT,
+            "warning": "Links pseudonyms to real identities. Keep it apart from the data; "
+            "never commit, share or export it.",
+            "salt": self.salt,
+            "counters": dict(sorted(self.counters.items())),
+            "entries": [
+                {"type": t, "value": v, "replacement": r}
+                for (t, v), r in sorted(self.entries.items())
+            ],
+        }
+        payload = json.dumps(data, ensure_ascii=False, indent=1).encode("utf-8")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(payload)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                tmp.replace(self.path)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+        except OSError as exc:
+            raise QualpipeError(
+                f"cannot write pseudonym key {str(self.path)!r}: {exc.strerror}; "
+                "check the folder's permissions and free space (nothing was committed)"
+            ) from None

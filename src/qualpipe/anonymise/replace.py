@@ -1,0 +1,238 @@
+"""Replacing identifiers: typed placeholders, realistic pseudonyms or descriptions.
+
+Modes, chosen per entity type (``replace: {PERSON: pseudonym, "*": placeholder}``):
+
+``placeholder``  ``[PERSON 3]``, ``[PLACE 1]``: numbered in order of first appearance;
+                 a lone first name or surname reuses the number of the one full name it
+                 belongs to.
+``pseudonym``    realistic and consistent: people get first names of the same gender
+                 (where the gazetteer knows it) and surnames, in the document's
+                 language; places get towns of the same country; other types fall back
+                 to placeholders. A pseudonym is never one of the corpus's real values.
+``description``  ``(name)``, ``(name of the institution)``, ``(namn)``, ... in the style
+                 of published transcripts, in English or Swedish.
+
+The same value always gets the same replacement, in every document and every re-run
+with the same key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from qualpipe.anonymise.engine import casefold_same_length, normalise_value, person_tokens
+from qualpipe.anonymise.keyfile import KeyStore
+from qualpipe.anonymise.lexicon import lexicon
+from qualpipe.anonymise.recognisers import Span
+
+MODES = ("placeholder", "pseudonym", "description")
+LABELS = {"OTHER": "NAME"}
+DESCRIPTIONS = {
+    "en": {
+        "PERSON": "(name)",
+        "PLACE": "(name of the place)",
+        "ORG": "(name of the institution)",
+        "ADDRESS": "(address)",
+        "POSTCODE": "(postcode)",
+        "DATE": "(date)",
+        "PHONE": "(phone number)",
+        "EMAIL": "(e-mail address)",
+        "URL": "(web address)",
+        "IP": "(IP address)",
+        "ID": "(identity number)",
+        "MONEY": "(amount)",
+        "DEM": "(nationality)",
+        "OTHER": "(name)",
+    },
+    "sv": {
+        "PERSON": "(namn)",
+        "PLACE": "(ortnamn)",
+        "ORG": "(namn på verksamheten)",
+        "ADDRESS": "(adress)",
+        "POSTCODE": "(postnummer)",
+        "DATE": "(datum)",
+        "PHONE": "(telefonnummer)",
+        "EMAIL": "(e-postadress)",
+        "URL": "(webbadress)",
+        "IP": "(IP-adress)",
+        "ID": "(personnummer)",
+        "MONEY": "(belopp)",
+        "DEM": "(nationalitet)",
+        "OTHER": "(namn)",
+    },
+}
+LOCALES = {"sv": ("sv_SE",), "en": ("en_GB", "en_US"), None: ("en_GB", "en_US")}
+COUNTRIES = {"sv": "SE", "en": "GB", None: "GB"}
+
+
+@dataclass(frozen=True)
+class Replaced:
+    """A replacement written into the new text."""
+
+    start: int  # in the new text
+    end: int
+    old_start: int  # in the original text
+    old_end: int
+    entity_type: str
+    recogniser: str
+    score: float
+    replacement: str
+
+
+def _match_case(original: str, new: str) -> str:
+    if original.isupper() and len(original) > 1:
+        return new.upper()
+    if original.islower():
+        return new.lower()
+    return new
+
+
+class Replacer:
+    def __init__(
+        self, key: KeyStore, modes: Mapping[str, str], originals: set[str] | None = None
+    ) -> None:
+        self.key = key
+        self.modes = modes
+        # pseudonyms must never be a real value of the corpus (or an earlier pseudonym)
+        self.taken = {casefold_same_length(o) for o in (originals or set())}
+        self.taken |= {casefold_same_length(r) for r in key.replacements()}
+
+    def mode(self, etype: str) -> str:
+        return self.modes.get(etype) or self.modes.get("*") or "placeholder"
+
+    # -- choosing replacements -----------------------------------------------------
+    def replacement(self, etype: str, value: str, language: str | None) -> str:
+        value = normalise_value(value)
+        mode = self.mode(etype)
+        if mode == "description":
+            lang = language if language in DESCRIPTIONS else "en"
+            return DESCRIPTIONS[lang].get(etype, "(identifier)")
+        if mode == "pseudonym" and etype == "PERSON":
+            return self._person_pseudonym(value, language)
+        if mode == "pseudonym" and etype == "PLACE":
+            return self._place_pseudonym(value, language)
+        return self._placeholder(etype, value)
+
+    def _placeholder(self, etype: str, value: str) -> str:
+        folded = value.casefold()
+        known = self.key.get(etype, folded)
+        if known is not None:
+            return known
+        label = LABELS.get(etype, etype)
+        linked = self._linked_person(folded) if etype == "PERSON" else None
+        text = linked or f"[{label} {self.key.next_number(label)}]"
+        self.key.put(etype, folded, text)
+        return text
+
+    def _linked_person(self, folded: str) -> str | None:
+        """A lone name part reuses its full name's number, and the other way round."""
+        tokens = folded.split()
+        candidates = set()
+        for (etype, value), rep in self.key.entries.items():
+            if etype != "PERSON" or not rep.startswith("["):
+                continue
+            parts = value.split()
+            part_of_full = (
+                len(tokens) == 1 and len(parts) > 1 and tokens[0] in (parts[0], parts[-1])
+            )
+            full_of_part = (
+                len(tokens) > 1 and len(parts) == 1 and parts[0] in (tokens[0], tokens[-1])
+            )
+            if part_of_full or full_of_part:
+                candidates.add(rep)
+        return candidates.pop() if len(candidates) == 1 else None
+
+    def _pick(self, pool: Sequence[str], etype: str, value: str) -> str:
+        if not pool:
+            return ""
+        digest = hashlib.sha256(f"{self.key.salt}\0{etype}\0{value}".encode()).digest()
+        start = int.from_bytes(digest[:8], "big") % len(pool)
+        for i in range(len(pool)):
+            candidate = pool[(start + i) % len(pool)]
+            if casefold_same_length(candidate) not in self.taken:
+                self.taken.add(casefold_same_length(candidate))
+                return candidate
+        return ""
+
+    def _person_pseudonym(self, value: str, language: str | None) -> str:
+        lex = lexicon()
+        tokens = person_tokens(value) or [value]
+        out = []
+        for i, token in enumerate(tokens):
+            folded = token.casefold()
+            known = self.key.get("_PERSON_TOKEN", folded)
+            if known is None:
+                gender = lex.first_names.get(token)
+                is_first = gender is not None and (i == 0 or token not in lex.surnames)
+                pool: list[str] = []
+                for loc in LOCALES.get(language, LOCALES[None]):
+                    if is_first:
+                        f, m = lex.first_by_locale.get(loc, ((), ()))
+                        pool += list({"f": f, "m": m}.get(gender or "u", f + m))
+                    else:
+                        pool += list(lex.surnames_by_locale.get(loc, ()))
+                known = self._pick(sorted(set(pool)), "PERSON", folded) or self._placeholder(
+                    "PERSON", value
+                )
+                self.key.put("_PERSON_TOKEN", folded, known)
+            out.append(_match_case(token, known))
+        text = " ".join(out)
+        self.key.put("PERSON", value.casefold(), text)
+        return text
+
+    def _place_pseudonym(self, value: str, language: str | None) -> str:
+        folded = value.casefold()
+        known = self.key.get("PLACE", folded)
+        if known is None:
+            pool = lexicon().places_by_country.get(COUNTRIES.get(language, "GB"), ())
+            known = self._pick(sorted(pool), "PLACE", folded) or self._placeholder("PLACE", value)
+            self.key.put("PLACE", folded, known)
+        return _match_case(value, known)
+
+    # -- applying them ---------------------------------------------------------------
+    def apply(
+        self, text: str, spans: Sequence[Span], language: str | None
+    ) -> tuple[str, list[Replaced]]:
+        pieces: list[str] = []
+        done: list[Replaced] = []
+        pos = 0
+        new_len = 0
+        for span in spans:
+            pieces.append(text[pos : span.start])
+            new_len += span.start - pos
+            rep = self.replacement(span.entity_type, text[span.start : span.end], language)
+            pieces.append(rep)
+            done.append(
+                Replaced(
+                    new_len,
+                    new_len + len(rep),
+                    span.start,
+                    span.end,
+                    span.entity_type,
+                    span.recogniser,
+                    span.score,
+                    rep,
+                )
+            )
+            new_len += len(rep)
+            pos = span.end
+        pieces.append(text[pos:])
+        return "".join(pieces), done
+
+
+def remap(offset: int, done: Sequence[Replaced], side: str) -> int:
+    """Map an offset of the original text into the new text.
+
+    An offset strictly inside a replaced span moves to the replacement's start
+    (``side="start"``) or end (``side="end"``).
+    """
+    shift = 0
+    for r in done:
+        if offset <= r.old_start:
+            break
+        if offset < r.old_end:
+            return r.start if side == "start" else r.end
+        shift = r.end - r.old_end
+    return offset + shift

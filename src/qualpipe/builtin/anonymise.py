@@ -1,0 +1,393 @@
+"""Built-in plugin: the ``anonymise`` stage type and the built-in recognisers.
+
+Two streaming passes over the documents. Pass 1 runs the recognisers on every document
+and collects the distinct values found (plus names from the participants manifest,
+speaker labels that are names, deny lists and the values already in the key). Pass 2
+finds every mention of every collected value in every document, merges those with the
+recognisers' spans, replaces them, re-computes turn offsets, and checks the result with
+the leak guard before anything is written. Memory holds one batch of documents, the
+spans of pass 1 (a few integers per finding) and the set of distinct values.
+"""
+
+from __future__ import annotations
+
+import os
+from array import array
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import structlog
+
+from qualpipe import Output, Param, PipelineError, StageContext, StageError, StageType, hookimpl
+from qualpipe.anonymise.context import CONTEXT, DEMONYMS, PROPER_NOUNS, _is_role
+from qualpipe.anonymise.engine import DocContext, Engine, Propagator, merge, person_tokens
+from qualpipe.anonymise.gazetteer import GAZETTEER
+from qualpipe.anonymise.keyfile import KeyStore
+from qualpipe.anonymise.recognisers import ENTITY_TYPES, Recogniser, Span
+from qualpipe.anonymise.replace import MODES, Replaced, Replacer, remap
+from qualpipe.anonymise.review import ReviewPage
+from qualpipe.schemas import DOCUMENTS, FINDINGS
+
+log = structlog.get_logger("qualpipe")
+BATCH = 64
+NAME_ATTRIBUTES = [
+    "name", "full_name", "first_name", "last_name", "surname", "namn", "förnamn", "efternamn",
+]  # fmt: skip
+
+
+def _patterns() -> list[Recogniser]:
+    try:
+        from qualpipe.anonymise.patterns import PATTERNS
+    except ImportError:  # pragma: no cover - patterns ships with qualpipe
+        return []
+    return [PATTERNS]
+
+
+def default_key_path(pipeline: str, stage_id: str) -> Path:
+    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "qualpipe" / "keys" / pipeline / f"{stage_id}.key.json"
+
+
+def _read_list(path: str | None, with_type: bool) -> list[Any]:
+    if not path:
+        return []
+    p = Path(path)
+    try:
+        lines = p.read_text(encoding="utf-8-sig").splitlines()
+    except OSError as exc:
+        raise PipelineError(f"anonymise: cannot read list {path!r}: {exc.strerror}") from None
+    out: list[Any] = []
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if with_type:
+            value, _, etype = line.partition("\t")
+            out.append((value.strip(), (etype.strip() or "OTHER").upper()))
+        else:
+            out.append(line)
+    return out
+
+
+def _options(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Stage parameters -> engine options (deny/allow lists merged with their files)."""
+    deny: list[tuple[str, str]] = []
+    for item in params["deny"]:
+        if isinstance(item, dict):
+            deny.append((str(item.get("value", "")), str(item.get("type", "OTHER")).upper()))
+        else:
+            deny.append((str(item), "OTHER"))
+    deny += _read_list(params.get("deny_file"), with_type=True)
+    allow = [str(a) for a in params["allow"]] + _read_list(
+        params.get("allow_file"), with_type=False
+    )
+    entities = [e.upper() for e in params["entities"]]
+    keep = {k.upper() for k in params["keep"]}
+    unknown = sorted(set(entities) - set(ENTITY_TYPES) - {"*"})
+    return {
+        "deny_values": [(v, t) for v, t in deny if v],
+        "allow": allow,
+        "entities": [e for e in (ENTITY_TYPES if "*" in entities else entities) if e not in keep]
+        + unknown,
+        "min_score": params["min_score"],
+        "language": params.get("language"),
+    }
+
+
+def _select(ctx: StageContext) -> list[Recogniser]:
+    available: dict[str, Recogniser] = dict(ctx.components.get("recogniser", {}))
+    wanted = ctx.params["recognisers"] or sorted(available)
+    missing = [n for n in wanted if n not in available]
+    if missing:
+        raise PipelineError(
+            f"anonymise: unknown recogniser(s) {', '.join(missing)} "
+            f"(installed: {', '.join(sorted(available))})"
+        )
+    chosen = [available[n] for n in wanted]
+    if not ctx.params["heuristics"]:
+        chosen = [r for r in chosen if r.name != PROPER_NOUNS.name]
+    return chosen
+
+
+def _key_path(ctx: StageContext) -> Path:
+    raw = ctx.params.get("key")
+    path = Path(raw) if raw else default_key_path(ctx.pipeline_name or "pipeline", ctx.stage_id)
+    path = path.expanduser().resolve()
+    if ctx.workdir is not None and path.is_relative_to(ctx.workdir.resolve()):
+        raise PipelineError(
+            f"anonymise: key {str(path)!r} is inside the run directory; the key must be kept "
+            "apart from the outputs (choose a path outside --workdir)"
+        )
+    return path
+
+
+def _doc_context(row: Mapping[str, Any], default_language: str | None) -> DocContext:
+    turns = row.get("turns") or []
+    return DocContext(
+        doc_id=row["doc_id"],
+        language=row.get("language") or default_language,
+        speakers=sorted({t["speaker"] for t in turns if t.get("speaker")}),
+        attributes=dict(row.get("attributes") or []),
+    )
+
+
+def _pack(spans: Sequence[Span], recognisers: list[str], types: list[str]) -> array[int]:
+    packed = array("i")
+    for s in spans:
+        if s.recogniser not in recognisers:
+            recognisers.append(s.recogniser)
+        if s.entity_type not in types:
+            types.append(s.entity_type)
+        packed.extend(
+            (
+                s.start,
+                s.end,
+                types.index(s.entity_type),
+                recognisers.index(s.recogniser),
+                int(s.score * 1000),
+            )
+        )
+    return packed
+
+
+def _unpack(packed: array[int], recognisers: list[str], types: list[str]) -> Iterator[Span]:
+    for i in range(0, len(packed), 5):
+        s, e, t, r, score = packed[i : i + 5]
+        yield Span(s, e, types[t], recognisers[r], score / 1000)
+
+
+def run(ctx: StageContext) -> None:
+    params = ctx.params
+    options = _options(params)
+    modes = {k.upper() if k != "*" else "*": v for k, v in params["replace"].items()}
+    for etype, mode in modes.items():
+        if mode not in MODES:
+            raise PipelineError(
+                f"anonymise: replace: {etype}: unknown mode {mode!r} (modes: {', '.join(MODES)})"
+            )
+    engine = Engine(_select(ctx), options)
+    key_path = _key_path(ctx)
+    key = KeyStore.load(key_path)
+    name_attrs = {a.lower() for a in params["name_attributes"]}
+
+    # -- pass 1: find, and collect every distinct value -------------------------------
+    values: dict[str, str] = dict(key.originals())
+    for value, etype in options["deny_values"]:
+        values.setdefault(value, etype)
+    cache: list[array[int]] = []
+    rec_names: list[str] = []
+    type_names: list[str] = []
+    for batch in ctx.batches("documents", BATCH):
+        for row in batch.to_pylist():
+            doc = _doc_context(row, options["language"])
+            spans = engine.detect(row["text"], doc)
+            cache.append(_pack(spans, rec_names, type_names))
+            for s in spans:
+                values.setdefault(" ".join(row["text"][s.start : s.end].split()), s.entity_type)
+            for name, value in doc.attributes.items():
+                if name.lower() in name_attrs and value.strip():
+                    values.setdefault(" ".join(value.split()), "PERSON")
+            for speaker in doc.speakers:
+                if not _is_role(speaker):
+                    values.setdefault(speaker, "PERSON")
+    allow = {a.lower() for a in engine.allow}
+    for value, etype in list(values.items()):
+        if etype == "PERSON":
+            for token in person_tokens(value):
+                values.setdefault(token, "PERSON")
+    values = {
+        v: t
+        for v, t in values.items()
+        if v.lower() not in allow and (not engine.entities or t in engine.entities or t == "PERSON")
+    }
+    propagator = Propagator(values.items(), lowercase_seen=engine.lowercase_seen)
+    replacer = Replacer(key, modes, set(values))
+
+    # -- pass 2: propagate, replace, check, write ----------------------------------------
+    review = (
+        ReviewPage(ctx.artifact("review.html"), f"Anonymisation review: {ctx.pipeline_name}")
+        if params["review"]
+        else None
+    )
+    stats: Counter[str] = Counter()
+    index = 0
+    try:
+        for batch in ctx.batches("documents", BATCH):
+            docs_out: list[dict[str, Any]] = []
+            findings: list[dict[str, Any]] = []
+            for row in batch.to_pylist():
+                text = row["text"]
+                doc = _doc_context(row, options["language"])
+                found = list(_unpack(cache[index], rec_names, type_names))
+                cache[index] = array("i")
+                index += 1
+                spans = merge(found + propagator.find(text), engine.priorities)
+                spans = [s for s in spans if text[s.start : s.end].strip()]
+                new_text, done = replacer.apply(text, spans, doc.language)
+                _leak_guard(row["doc_id"], new_text, done, propagator)
+                docs_out.append(
+                    _anonymised_row(
+                        row, new_text, done, replacer, propagator, name_attrs, doc.language
+                    )
+                )
+                for r in done:
+                    stats[r.entity_type] += 1
+                    findings.append(
+                        {
+                            "doc_id": row["doc_id"],
+                            "start": r.start,
+                            "end": r.end,
+                            "entity_type": r.entity_type,
+                            "recogniser": r.recogniser,
+                            "score": r.score,
+                            "replacement": r.replacement,
+                        }
+                    )
+                if review is not None:
+                    review.add(row["doc_id"], new_text, done, row.get("participant_id") or "")
+                ctx.advance()
+            ctx.write("documents", pa.Table.from_pylist(docs_out, schema=DOCUMENTS.schema))
+            if findings:
+                ctx.write("findings", pa.Table.from_pylist(findings, schema=FINDINGS.schema))
+    finally:
+        if review is not None:
+            review.close()
+    key.save()
+    for etype, n in sorted(stats.items()):
+        ctx.note(f"replaced:{etype}", n)
+    ctx.note("documents", index)
+    ctx.note("distinct_values", len(values))
+    ctx.note("key_entries_added", key.added)
+    log.info("anonymised", documents=index, replacements=sum(stats.values()), key_added=key.added)
+
+
+def _replace_label(
+    value: str | None, replacer: Replacer, propagator: Propagator, language: str | None
+) -> str | None:
+    """Replace identifiers inside a short string (a speaker label, a file path)."""
+    if not value:
+        return value
+    spans = merge(propagator.find(value), {})
+    if not spans:
+        return value
+    new, _ = replacer.apply(value, spans, language)
+    return new
+
+
+def _anonymised_row(
+    row: Mapping[str, Any],
+    new_text: str,
+    done: list[Replaced],
+    replacer: Replacer,
+    propagator: Propagator,
+    name_attrs: set[str],
+    language: str | None,
+) -> dict[str, Any]:
+    turns = []
+    for t in row.get("turns") or []:
+        start, end = remap(t["start"], done, "start"), remap(t["end"], done, "end")
+        turns.append(
+            {
+                **t,
+                "start": start,
+                "end": max(start, end),
+                "speaker": _replace_label(t.get("speaker"), replacer, propagator, language),
+            }
+        )
+    attrs = [(k, v) for k, v in (row.get("attributes") or []) if k.lower() not in name_attrs]
+    source = row["source_path"]
+    return {
+        **row,
+        "text": new_text,
+        "turns": turns,
+        "attributes": attrs,
+        "source_path": _replace_label(source, replacer, propagator, language),
+        "sensitive": False,
+    }
+
+
+def _leak_guard(doc_id: str, new_text: str, done: list[Replaced], propagator: Propagator) -> None:
+    """Fail closed if an original value survives outside the replacements."""
+    covered = [(r.start, r.end) for r in done]
+    for span in propagator.find(new_text):
+        if not any(s <= span.start and span.end <= e for s, e in covered):
+            raise StageError(
+                "anonymise",
+                f"leak guard: an original {span.entity_type} value is still in document "
+                f"{doc_id} at offset {span.start} after replacement; nothing was written. "
+                "Please report this; as a workaround add the value to the deny list",
+            )
+
+
+BUILTIN_RECOGNISERS = (CONTEXT, GAZETTEER, PROPER_NOUNS, DEMONYMS)
+
+ANONYMISE = StageType(
+    name="anonymise",
+    family="anonymise",
+    description=(
+        "Replace identifiers (names, places, institutions, dates, phone numbers, e-mail, "
+        "personnummer, ...) consistently across the corpus; key kept apart; leak guard."
+    ),
+    mode="whole",
+    consumes=["documents"],
+    produces=[
+        Output("documents", "documents", sensitive=False),
+        Output("findings", "findings", sensitive=False),
+    ],
+    components=("recogniser",),
+    params=[
+        Param(
+            "key",
+            "output_path",
+            None,
+            "pseudonym key file, outside the run directory "
+            "(default ~/.local/share/qualpipe/keys/<pipeline>/<stage>.key.json)",
+        ),
+        Param(
+            "replace",
+            "dict",
+            {"*": "placeholder"},
+            "mode per entity type: placeholder, pseudonym or description; '*' for the rest",
+        ),
+        Param("entities", "list", ["*"], "entity types to mask ('*' = all)"),
+        Param("keep", "list", [], "entity types never masked (e.g. [DEM, MONEY])"),
+        Param("recognisers", "list", [], "recognisers to use (default: all installed)"),
+        Param(
+            "heuristics",
+            "bool",
+            True,
+            "also mask capitalised words mid-sentence that are "
+            "not common words (proper-nouns recogniser)",
+        ),
+        Param("deny", "list", [], "values always masked: strings or {value, type}"),
+        Param("deny_file", "path", None, "file: one value per line, optional TAB TYPE"),
+        Param("allow", "list", [], "words never masked (e.g. names of national services)"),
+        Param("allow_file", "path", None, "file: one word or phrase per line"),
+        Param(
+            "name_attributes",
+            "list",
+            NAME_ATTRIBUTES,
+            "manifest columns holding real "
+            "names: masked everywhere and dropped from the anonymised documents",
+        ),
+        Param("min_score", "float", 0.0, "ignore findings scored below this"),
+        Param("language", "str", None, "default language of documents without one"),
+        Param("review", "bool", True, "write review.html beside the outputs"),
+    ],
+    run=run,
+    version="1",
+)
+
+
+@hookimpl
+def qualpipe_register_recognisers(register: Callable[[Recogniser], None]) -> None:
+    for recogniser in (*_patterns(), *BUILTIN_RECOGNISERS):
+        register(recogniser)
+
+
+@hookimpl
+def qualpipe_register_stages(register: Callable[[StageType], None]) -> None:
+    register(ANONYMISE)
