@@ -391,11 +391,18 @@ def test_decades() -> None:
     assert found(text) == [
         ("1990s", "DATE"),
         ("90-talet", "DATE"),
-        ("80s", "DATE"),
+        ("early 80s", "DATE"),  # a part of a period is part of the date
         ("80s", "DATE"),
     ]
     assert score_of(text, "1990s") == 0.4
     assert found("I'm in my 50s now") == []  # an age, not a decade
+
+
+def test_date_ranges_and_parts_are_one_date() -> None:
+    assert found("on 16 and 17 April 1997 we met") == [("16 and 17 April 1997", "DATE")]
+    assert found("between June and August 1983.") == [("June and August 1983", "DATE")]
+    assert found("at the end of September 1994") == [("the end of September 1994", "DATE")]
+    assert found("den 3 och 4 maj 2021") == [("3 och 4 maj 2021", "DATE")]
 
 
 def test_times_are_not_dates() -> None:

@@ -162,7 +162,9 @@ def test_validate_a_folder_is_a_usage_error(project: Project) -> None:
 
 def test_validate_the_shipped_sidl_pipeline(qualpipe_project: Project) -> None:
     result = qualpipe_project.run("validate", REPO / "pipelines" / "sidl.yaml")
-    assert ok(result) == f"{REPO / 'pipelines' / 'sidl.yaml'}: valid (2 stages: ingest, segment)\n"
+    assert ok(result) == (
+        f"{REPO / 'pipelines' / 'sidl.yaml'}: valid (3 stages: ingest, anonymise, segment)\n"
+    )
 
 
 # -- stages ---------------------------------------------------------------------------
@@ -441,15 +443,23 @@ def errors(validator: jsonschema.Draft202012Validator, data: Any) -> list[tuple[
     return [(list(e.absolute_path), e.message) for e in validator.iter_errors(data)]
 
 
+def segment_index(data: Any) -> int:
+    return next(i for i, s in enumerate(data["stages"]) if s["id"] == "segment")
+
+
 def test_schema_accepts_the_sidl_pipeline(validator: jsonschema.Draft202012Validator) -> None:
     assert errors(validator, sidl()) == []
 
 
 def test_schema_rejects_an_unknown_parameter(validator: jsonschema.Draft202012Validator) -> None:
     data = sidl()
-    data["stages"][1]["with"]["strategi"] = "turn"
+    seg = segment_index(data)
+    data["stages"][seg]["with"]["strategi"] = "turn"
     assert errors(validator, data) == [
-        (["stages", 1, "with"], "Additional properties are not allowed ('strategi' was unexpected)")
+        (
+            ["stages", seg, "with"],
+            "Additional properties are not allowed ('strategi' was unexpected)",
+        )
     ]
 
 
@@ -486,7 +496,7 @@ def test_schema_agrees_with_validate(
     data = sidl()
     data["params"].update(n=2, s="turn")
     data["stages"][0]["with"] = {"paths": "data/t", "manifest": None}
-    data["stages"][1]["with"].update(edit)
+    data["stages"][segment_index(data)]["with"].update(edit)
     assert (errors(validator, data) == []) is valid
     project.write("edited.yaml", yaml.safe_dump(data, sort_keys=False))
     result = project.run("validate", "edited.yaml")

@@ -151,12 +151,27 @@ def name_tier(word: str, lowercase_seen: frozenset[str] | set[str] = frozenset()
     return 1 if rank is not None else 0
 
 
+# (text, answers): the text object itself is kept, so ``is`` can never match another text
+_lower_cache: tuple[str, dict[str, bool]] = ("", {})
+
+
 def lower_used(text: str, word: str) -> bool:
     """Does ``text`` use ``word`` in lower case as a word of its own?
 
-    Occurrences inside e-mail addresses, URLs and file names do not count.
+    Occurrences inside e-mail addresses, URLs and file names do not count. Answers are
+    remembered for the last text (a name is often looked up many times in one text).
     """
+    global _lower_cache
     lower = word.lower()
+    if _lower_cache[0] is not text:
+        _lower_cache = (text, {})
+    known = _lower_cache[1].get(lower)
+    if known is None:
+        known = _lower_cache[1][lower] = _find_lower(text, lower)
+    return known
+
+
+def _find_lower(text: str, lower: str) -> bool:
     n, start = len(text), 0
     while True:
         i = text.find(lower, start)

@@ -1010,7 +1010,41 @@ def find_patterns(text: str, ctx: RecogniserContext | None = None) -> list[Span]
         _scan_emails(text, out)
     _scan_colons(text, out)
     _scan_dots(text, out)
-    return _resolve(out)
+    return _extend_dates(text, _resolve(out))
+
+
+_RANGE_PREFIX = re.compile(
+    r"(?:\b(?:\d{1,2}(?:st|nd|rd|th|:e|:a)?|"
+    + "|".join(sorted({m for m in _MONTH_WORDS if len(m) > 3}, key=len, reverse=True))
+    + r")[ \t]*(?:and|och|or|eller|to|till|until|-|\u2013|&)[ \t]*)+\Z",
+    re.IGNORECASE,
+)
+_RANGE_LEAD = re.compile(
+    r"(?:\b(?:the[ \t]+)?(?:early|late|mid|end|beginning|start|middle|slutet|början|mitten|"
+    r"halfway|morning|evening|night|afternoon)(?:[ \t]+(?:morning|evening|night|of))*"
+    r"[ \t]+(?:of[ \t]+|av[ \t]+|på[ \t]+)?)\Z",
+    re.IGNORECASE,
+)
+
+
+def _extend_dates(text: str, spans: list[Span]) -> list[Span]:
+    """Grow a date over what names its range or part: "16 and 17 April 1997",
+    "June and August 1983", "end of September 1994", "early morning of 29 October"."""
+    out = []
+    for span in spans:
+        if span.entity_type == "DATE" and span.start:
+            window = text[max(0, span.start - 40) : span.start]
+            m = _RANGE_PREFIX.search(window) or _RANGE_LEAD.search(window)
+            if m:
+                span = Span(
+                    span.start - len(window) + m.start(),
+                    span.end,
+                    "DATE",
+                    span.recogniser,
+                    span.score,
+                )
+        out.append(span)
+    return out
 
 
 def find_patterns_adapter(text: str, ctx: RecogniserContext) -> list[Span]:

@@ -102,16 +102,17 @@ class Scan:
     proper: list[Span] = field(default_factory=list)
 
 
-_cache: tuple[int, str | None, Scan] | None = None
+# (text, language, scan): the text object is kept, so ``is`` never matches another text
+_cache: tuple[str, str | None, Scan] | None = None
 
 
 def scan(text: str, language: str | None) -> Scan:
     """Scan ``text`` (cached for the last text, so three recognisers share it)."""
     global _cache
-    if _cache is not None and _cache[0] == id(text) and _cache[1] == language:
+    if _cache is not None and _cache[0] is text and _cache[1] == language:
         return _cache[2]
     result = _scan(text, language or guess_language(text), lexicon())
-    _cache = (id(text), language, result)
+    _cache = (text, language, result)
     return result
 
 
@@ -156,6 +157,8 @@ def _function_word(word: str, language: str, lex: Lexicon) -> bool:
 
 def _common(word: str, lex: Lexicon, language: str) -> bool:
     """A common word of the language that is no name (for the proper-noun heuristic)."""
+    if word.endswith(("'s", "’s")):
+        word = word[:-2]
     if language == "sv":
         # Swedish capitalises only proper nouns: a capital mid-sentence is a strong sign
         rank = lex.ranks.get("sv", {}).get(word.lower())
@@ -334,8 +337,14 @@ def _gazetteer(
     if single:
         word = phrase
         is_name = word in first or word in surnames
-        if not is_name and word not in places and word.endswith("s"):
-            # Swedish genitive: Karins, Gävles
+        if (
+            not is_name
+            and word not in places
+            and word.endswith("s")
+            and len(word) > 3
+            and not lex.is_common(word)
+        ):
+            # Swedish genitive: Karins, Gävles (but not "Yes" from a place called Ye)
             stem = word[:-1]
             if stem in first or stem in surnames or stem in places:
                 word, e = stem, e - 1

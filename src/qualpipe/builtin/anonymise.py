@@ -26,8 +26,9 @@ from qualpipe.anonymise.context import CONTEXT, DEMONYMS, PROPER_NOUNS, _is_role
 from qualpipe.anonymise.engine import DocContext, Engine, Propagator, merge, person_tokens
 from qualpipe.anonymise.gazetteer import GAZETTEER
 from qualpipe.anonymise.keyfile import KeyStore
+from qualpipe.anonymise.lexicon import guess_language
 from qualpipe.anonymise.recognisers import ENTITY_TYPES, Recogniser, Span
-from qualpipe.anonymise.replace import MODES, Replaced, Replacer, remap
+from qualpipe.anonymise.replace import MODES, Remapper, Replaced, Replacer
 from qualpipe.anonymise.review import ReviewPage
 from qualpipe.schemas import DOCUMENTS, FINDINGS
 
@@ -128,7 +129,7 @@ def _doc_context(row: Mapping[str, Any], default_language: str | None) -> DocCon
     turns = row.get("turns") or []
     return DocContext(
         doc_id=row["doc_id"],
-        language=row.get("language") or default_language,
+        language=row.get("language") or default_language or guess_language(row["text"]),
         speakers=sorted({t["speaker"] for t in turns if t.get("speaker")}),
         attributes=dict(row.get("attributes") or []),
     )
@@ -287,14 +288,19 @@ def _anonymised_row(
     language: str | None,
 ) -> dict[str, Any]:
     turns = []
+    remap = Remapper(done)
+    labels: dict[str | None, str | None] = {}
     for t in row.get("turns") or []:
-        start, end = remap(t["start"], done, "start"), remap(t["end"], done, "end")
+        start, end = remap(t["start"], "start"), remap(t["end"], "end")
+        speaker = t.get("speaker")
+        if speaker not in labels:
+            labels[speaker] = _replace_label(speaker, replacer, propagator, language)
         turns.append(
             {
                 **t,
                 "start": start,
                 "end": max(start, end),
-                "speaker": _replace_label(t.get("speaker"), replacer, propagator, language),
+                "speaker": labels[speaker],
             }
         )
     attrs = [(k, v) for k, v in (row.get("attributes") or []) if k.lower() not in name_attrs]
