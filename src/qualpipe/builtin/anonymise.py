@@ -22,6 +22,7 @@ import pyarrow as pa
 import structlog
 
 from qualpipe import Output, Param, PipelineError, StageContext, StageError, StageType, hookimpl
+from qualpipe.anonymise.api import collect_values
 from qualpipe.anonymise.context import CONTEXT, DEMONYMS, PROPER_NOUNS, _is_role
 from qualpipe.anonymise.engine import DocContext, Engine, Propagator, merge, person_tokens
 from qualpipe.anonymise.gazetteer import GAZETTEER
@@ -186,8 +187,7 @@ def run(ctx: StageContext) -> None:
             doc = _doc_context(row, options["language"])
             spans = engine.detect(row["text"], doc)
             cache.append(_pack(spans, rec_names, type_names))
-            for s in spans:
-                values.setdefault(" ".join(row["text"][s.start : s.end].split()), s.entity_type)
+            collect_values(row["text"], spans, values)
             for name, value in doc.attributes.items():
                 if name.lower() in name_attrs and value.strip():
                     values.setdefault(" ".join(value.split()), "PERSON")
