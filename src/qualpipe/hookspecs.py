@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     import click
 
     from qualpipe.anonymise.recognisers import Recogniser
+    from qualpipe.coding.coders import Coder
     from qualpipe.datasets import DatasetKind
     from qualpipe.executors.base import ExecutorFactory
     from qualpipe.readers import Reader
@@ -103,6 +104,20 @@ def qualpipe_register_recognisers(register: Callable[[Recogniser], None]) -> Non
     patterns. Pipelines choose recognisers by name with the stage's ``recognisers``
     parameter; every finding records the recogniser that made it, and recogniser
     versions are part of the stage fingerprint.
+    """
+
+
+@hookspec
+def qualpipe_register_coders(register: Callable[[Coder], None]) -> None:
+    """Register coders for the ``code`` stage.
+
+    Call ``register(coder)`` once per :class:`qualpipe.coding.coders.Coder`: a unique
+    name, a ``code(segments, ctx)`` function yielding
+    :class:`~qualpipe.coding.coders.Suggestion` objects (segment, code, score and the
+    evidence: matched terms with their offsets into the document text) and optionally a
+    ``setup(codebook, options)`` run once per process and codebook version. Pipelines
+    choose coders by name (``coders: [rules, {name: semantic, threshold: 0.3}]``);
+    each coding records the coder, its version and a hash of its settings.
     """
 
 

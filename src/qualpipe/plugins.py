@@ -45,6 +45,9 @@ BUILTIN_PLUGINS = (
     "qualpipe.builtin.ingest",
     "qualpipe.builtin.anonymise",
     "qualpipe.builtin.segment",
+    "qualpipe.builtin.codebook",
+    "qualpipe.builtin.code",
+    "qualpipe.builtin.coders",
 )
 
 # Plugins added for the duration of a ``with temporary_plugin(...)`` block (tests).
@@ -106,6 +109,7 @@ COMPONENT_HOOKS = {
         "qualpipe_register_recognisers",
         "qualpipe.anonymise.recognisers:Recogniser",
     ),
+    "coder": ("qualpipe_register_coders", "qualpipe.coding.coders:Coder"),
 }
 
 

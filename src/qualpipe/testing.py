@@ -135,6 +135,10 @@ class HookRecorder:
         self.calls.append(("qualpipe_register_recognisers", {"register": register}))
 
     @hookimpl
+    def qualpipe_register_coders(self, register: Any) -> None:
+        self.calls.append(("qualpipe_register_coders", {"register": register}))
+
+    @hookimpl
     def qualpipe_register_commands(self, cli: Any) -> None:
         self.calls.append(("qualpipe_register_commands", {"cli": cli}))
 

@@ -1,0 +1,1 @@
+"""Coding: machine coders (rules, semantic), human coding import, agreement."""

@@ -1,0 +1,65 @@
+"""The coder API: how the ``code`` stage suggests codes for segments.
+
+A plugin contributes coders through ``qualpipe_register_coders``::
+
+    from qualpipe import hookimpl
+    from qualpipe.coding.coders import Coder, Suggestion
+
+    def code_batch(segments, ctx):
+        for seg in segments:
+            if "swim" in seg["text"]:
+                yield Suggestion(seg["segment_id"], "here-there", 0.9, [("swim", 10, 14)])
+
+    @hookimpl
+    def qualpipe_register_coders(register):
+        register(Coder("swimming", code_batch, description="finds swimming"))
+
+``code(segments, ctx)`` receives a list of segment rows (dicts with ``segment_id``,
+``doc_id``, ``start``, ``end``, ``text``, ``speaker``, ``participant_id``,
+``attributes``, ``context``) and yields :class:`Suggestion` objects. ``setup(codebook,
+options)`` runs once per process and codebook version (build indexes, load models);
+its result is ``ctx.state``. Evidence offsets point into the **document** text (a
+segment starts at ``seg["start"]``), so every suggestion can be traced to its words.
+Machine codings are suggestions (status ``suggested``); people decide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from qualpipe.codebook import Codebook
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """A code suggested for a segment (or a span of it) with the evidence for it."""
+
+    segment_id: str
+    code_id: str
+    score: float = 1.0
+    evidence: Sequence[tuple[str, int, int]] = ()
+    start: int | None = None  # span in the document text; default: the whole segment
+    end: int | None = None
+
+
+@dataclass
+class CoderContext:
+    codebook: Codebook
+    options: Mapping[str, Any] = field(default_factory=dict)
+    state: Any = None
+
+
+CodeFunction = Callable[[Sequence[Mapping[str, Any]], CoderContext], Iterable[Suggestion]]
+
+
+@dataclass(frozen=True)
+class Coder:
+    """A named source of code suggestions. ``version`` is part of the stage fingerprint."""
+
+    name: str
+    code: CodeFunction
+    setup: Callable[[Codebook, Mapping[str, Any]], Any] | None = None
+    version: str = "1"
+    description: str = ""
