@@ -18,3 +18,11 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delenv("QUALPIPE_DISABLE_PLUGINS", raising=False)
     monkeypatch.delenv("QUALPIPE_DEBUG", raising=False)
     yield
+
+
+def builtin_stage_types() -> str:
+    """The installed built-in stage type names, as error messages list them."""
+    from qualpipe.plugins import create_manager
+
+    types = create_manager().registry.stage_types
+    return ", ".join(sorted(n for n, (_, info) in types.items() if info.source == "builtin"))

@@ -16,6 +16,7 @@ import pytest
 import structlog
 import yaml
 
+from conftest import builtin_stage_types
 from qualpipe import BatchContext, Output, StageContext, StageType, __version__, hookimpl
 from qualpipe.errors import EXIT_INVALID, EXIT_PLUGIN, EXIT_QUARANTINE, EXIT_STAGE_FAILED
 from qualpipe.testing import Project, Result
@@ -108,7 +109,7 @@ def test_unknown_command_is_a_usage_error(project: Project) -> None:
 BAD_TYPE = PIPELINE.replace("uses: ingest", "uses: ingets")
 BAD_TYPE_ERROR = (
     "pipeline.yaml:5:11: stage 'ingest': unknown stage type 'ingets'; did you mean 'ingest'? "
-    "(installed: anonymise, ingest, segment; is the plugin that provides it installed? "
+    f"(installed: {builtin_stage_types()}; is the plugin that provides it installed? "
     "see 'qualpipe plugins')"
 )
 
@@ -249,10 +250,14 @@ def test_stages_lists_every_type_with_params(project: Project) -> None:
 
 def test_stages_json(project: Project) -> None:
     data = project.run("stages", "--json").json()
-    assert [s["name"] for s in data] == ["anonymise", "ingest", "segment"]
-    assert data[2] == SEGMENT_JSON
-    assert data[0]["consumes"] == [{"name": "documents", "kind": "documents", "optional": False}]
-    paths = data[1]["params"][0]
+    names = [s["name"] for s in data]
+    assert names == builtin_stage_types().split(", ")
+    by_name = {s["name"]: s for s in data}
+    assert by_name["segment"] == SEGMENT_JSON
+    assert by_name["anonymise"]["consumes"] == [
+        {"name": "documents", "kind": "documents", "optional": False}
+    ]
+    paths = by_name["ingest"]["params"][0]
     assert paths == {
         "name": "paths",
         "type": "paths",
@@ -261,7 +266,7 @@ def test_stages_json(project: Project) -> None:
         "help": "transcript files, folders or globs",
         "choices": None,
     }
-    assert [p["name"] for p in data[1]["params"]] == [
+    assert [p["name"] for p in by_name["ingest"]["params"]] == [
         "paths",
         "manifest",
         "strict",
@@ -280,7 +285,7 @@ def test_stages_unknown_name(project: Project) -> None:
     assert_error(
         result,
         EXIT_INVALID,
-        "no stage type 'segmnt'; did you mean 'segment'? (installed: anonymise, ingest, segment)",
+        f"no stage type 'segmnt'; did you mean 'segment'? (installed: {builtin_stage_types()})",
     )
 
 
@@ -507,9 +512,7 @@ def test_schema_includes_plugin_stage_types(project: Project, plugin: str) -> No
     schema = json.loads(ok(project.run("schema")))
     items = schema["properties"]["stages"]["items"]
     assert items["properties"]["uses"]["enum"] == [
-        "anonymise",
-        "ingest",
-        "segment",
+        *builtin_stage_types().split(", "),
         "test-anonymise",
         "test-chatty",
         "test-export",

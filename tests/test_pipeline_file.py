@@ -9,6 +9,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from conftest import builtin_stage_types
 from qualpipe import BatchContext, Output, StageContext, StageType, hookimpl
 from qualpipe.errors import EXIT_INVALID
 from qualpipe.pipeline import ResolvedStage, load_pipeline, resolve
@@ -263,7 +264,7 @@ ERRORS = [
             uses: segmnet
         """,
         "pipeline.yaml:9:11: stage 'segment': unknown stage type 'segmnet'; did you mean "
-        "'segment'? (installed: anonymise, ingest, segment; is the plugin that provides it "
+        "'segment'? (installed: " + builtin_stage_types() + "; is the plugin that provides it "
         "installed? see 'qualpipe plugins')",
         id="unknown-stage-type",
     ),

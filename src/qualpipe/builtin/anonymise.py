@@ -96,6 +96,7 @@ def _options(params: Mapping[str, Any]) -> dict[str, Any]:
         + unknown,
         "min_score": params["min_score"],
         "language": params.get("language"),
+        "years": params["years"],
     }
 
 
@@ -380,6 +381,7 @@ ANONYMISE = StageType(
             "names: masked everywhere and dropped from the anonymised documents",
         ),
         Param("min_score", "float", 0.0, "ignore findings scored below this"),
+        Param("years", "bool", True, "mask years and decades on their own (1998, the 1990s)"),
         Param("language", "str", None, "default language of documents without one"),
         Param("review", "bool", True, "write review.html beside the outputs"),
     ],
