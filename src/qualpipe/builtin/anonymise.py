@@ -90,6 +90,7 @@ def _options(params: Mapping[str, Any]) -> dict[str, Any]:
     keep = {k.upper() for k in params["keep"]}
     unknown = sorted(set(entities) - set(ENTITY_TYPES) - {"*"})
     return {
+        **params["options"],
         "deny_values": [(v, t) for v, t in deny if v],
         "allow": allow,
         "entities": [e for e in (ENTITY_TYPES if "*" in entities else entities) if e not in keep]
@@ -384,6 +385,12 @@ ANONYMISE = StageType(
         Param("years", "bool", True, "mask years and decades on their own (1998, the 1990s)"),
         Param("language", "str", None, "default language of documents without one"),
         Param("review", "bool", True, "write review.html beside the outputs"),
+        Param(
+            "options",
+            "dict",
+            {},
+            "options for recogniser plugins, e.g. {spacy_model: sv_core_news_sm}",
+        ),
     ],
     run=run,
     version="1",
