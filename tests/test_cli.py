@@ -172,12 +172,20 @@ def test_validate_the_shipped_sidl_pipeline(qualpipe_project: Project) -> None:
 
 SEGMENT_TEXT = """\
 segment  (qualpipe.builtin.segment 0.1.0, batch by batch)
-    Cut documents into segments: speaker turns or paragraphs.
+    Cut documents into segments: speaker turns, paragraphs, sentences, word windows or \
+meaning units.
     consumes: documents    produces: segments:segments
-    - strategy (str, default 'turn'): turn or paragraph
-    - drop_speakers (list, default []): speaker labels whose turns are dropped \
-(e.g. [I, Interviewer])
+    - strategy (str, default 'turn'): turn, paragraph, sentence, window or meaning_units
+    - drop_speakers (list, default []): speaker labels whose turns are dropped (e.g. [I, \
+Interviewer])
     - min_chars (int, default 1): drop segments shorter than this
+    - participant_only (bool, default False): keep participant turns only; the \
+interviewer turn before each is the context
+    - size (int, default 100): window: words per window
+    - overlap (int, default 20): window: words shared by neighbouring windows
+    - window_scope (str, default 'turn'): window: within each turn, or across consecutive \
+kept turns
+    - max_words (int, default 60): meaning_units: most words per unit
 
 """
 
@@ -186,7 +194,8 @@ SEGMENT_JSON = {
     "plugin": "qualpipe.builtin.segment",
     "version": "0.1.0",
     "mode": "batch",
-    "description": "Cut documents into segments: speaker turns or paragraphs.",
+    "description": "Cut documents into segments: speaker turns, paragraphs, sentences, word "
+    "windows or meaning units.",
     "consumes": [{"name": "documents", "kind": "documents", "optional": False}],
     "produces": [{"name": "segments", "kind": "segments"}],
     "params": [
@@ -195,8 +204,8 @@ SEGMENT_JSON = {
             "type": "str",
             "required": False,
             "default": "turn",
-            "help": "turn or paragraph",
-            "choices": ["turn", "paragraph"],
+            "help": "turn, paragraph, sentence, window or meaning_units",
+            "choices": ["turn", "paragraph", "sentence", "window", "meaning_units"],
         },
         {
             "name": "drop_speakers",
@@ -212,6 +221,46 @@ SEGMENT_JSON = {
             "required": False,
             "default": 1,
             "help": "drop segments shorter than this",
+            "choices": None,
+        },
+        {
+            "name": "participant_only",
+            "type": "bool",
+            "required": False,
+            "default": False,
+            "help": "keep participant turns only; the interviewer turn before each is the context",
+            "choices": None,
+        },
+        {
+            "name": "size",
+            "type": "int",
+            "required": False,
+            "default": 100,
+            "help": "window: words per window",
+            "choices": None,
+        },
+        {
+            "name": "overlap",
+            "type": "int",
+            "required": False,
+            "default": 20,
+            "help": "window: words shared by neighbouring windows",
+            "choices": None,
+        },
+        {
+            "name": "window_scope",
+            "type": "str",
+            "required": False,
+            "default": "turn",
+            "help": "window: within each turn, or across consecutive kept turns",
+            "choices": ["turn", "document"],
+        },
+        {
+            "name": "max_words",
+            "type": "int",
+            "required": False,
+            "default": 60,
+            "help": "meaning_units: most words per unit",
             "choices": None,
         },
     ],
@@ -484,7 +533,7 @@ SEGMENT_EDITS = [
     pytest.param({"min_chars": True}, False, id="bool-for-int"),
     pytest.param({"min_chars": "${params.n}"}, True, id="int-interpolated"),
     pytest.param({"strategy": "paragraph"}, True, id="choice"),
-    pytest.param({"strategy": "sentence"}, False, id="not-a-choice"),
+    pytest.param({"strategy": "sentences"}, False, id="not-a-choice"),
     pytest.param({"strategy": "${params.s}"}, True, id="choice-interpolated"),
     pytest.param({"drop_speakers": "Interviewer"}, True, id="one-item-list"),
     pytest.param({"drop_speakers": {"a": 1}}, False, id="mapping-for-list"),

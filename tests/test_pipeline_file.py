@@ -25,7 +25,10 @@ Interviewer: What changed this year?
 P02: I moved to a flat of my own.
 """
 
-SEGMENT_HELP = "(known: strategy, drop_speakers, min_chars)"
+SEGMENT_HELP = (
+    "(known: strategy, drop_speakers, min_chars, participant_only, size, overlap, "
+    "window_scope, max_words)"
+)
 INGEST_PARAMS = (
     "(known: paths, manifest, strict, language, speaker_patterns, speakers, "
     "interviewer_labels, readers, survey)"
@@ -359,10 +362,10 @@ ERRORS = [
           - id: segment
             uses: segment
             with:
-              strategy: sentence
+              strategy: sentences
         """,
         "pipeline.yaml:11:17: stage 'segment': parameter 'strategy': "
-        "expected one of turn, paragraph; got 'sentence'",
+        "expected one of turn, paragraph, sentence, window, meaning_units; got 'sentences'",
         id="invalid-choice",
     ),
     pytest.param(

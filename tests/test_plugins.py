@@ -1200,7 +1200,16 @@ def test_hook_qualpipe_run_stage_called_once_per_stage_that_runs(
         ("docs", "docs-from-params", "docs-plugin", "no output yet"),
         ("seg", "segment", "qualpipe.builtin.segment", "no output yet"),
     ]
-    assert stages[1].params == {"strategy": "paragraph", "drop_speakers": [], "min_chars": 1}
+    assert stages[1].params == {
+        "strategy": "paragraph",
+        "drop_speakers": [],
+        "min_chars": 1,
+        "participant_only": False,
+        "size": 100,
+        "overlap": 20,
+        "window_scope": "turn",
+        "max_words": 60,
+    }
     assert stages[1].fingerprint == qualpipe_project.manifest("demo", "seg")["fingerprint"]
 
     # unchanged: the pipeline hook runs, no stage reaches qualpipe_run_stage
