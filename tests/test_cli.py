@@ -95,7 +95,9 @@ def test_version(project: Project) -> None:
 def test_help_lists_the_core_commands(project: Project) -> None:
     out = ok(project.run("--help"))
     listed = re.findall(r"^  (\w+) ", out.split("Commands:")[1], re.MULTILINE)
-    assert listed == ["inspect", "plugins", "run", "schema", "stages", "status", "validate"]
+    assert listed == [
+        "agree", "inspect", "plugins", "run", "schema", "stages", "status", "validate",
+    ]  # fmt: skip
 
 
 def test_unknown_command_is_a_usage_error(project: Project) -> None:
@@ -275,7 +277,7 @@ def test_stages_lists_every_type_with_params(project: Project) -> None:
     out = ok(project.run("stages"))
     assert out.endswith(SEGMENT_TEXT)
     lines = out.splitlines()
-    assert lines[0] == "anonymise  (qualpipe.builtin.anonymise 0.1.0, whole dataset)"
+    assert lines[0] == "agreement  (qualpipe.builtin.human 0.1.0, whole dataset)"
     lines = lines[lines.index("ingest  (qualpipe.builtin.ingest 0.1.0, whole dataset)") :]
     assert lines[2] == "    consumes: -    produces: documents:documents, quarantine:quarantine"
     assert [line.split(" (")[0] for line in lines[3:13]] == [

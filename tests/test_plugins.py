@@ -715,9 +715,10 @@ def test_disabling_core_kinds_is_a_plugin_error_about_unknown_kinds(
         "qualpipe.builtin.anonymise",
         "qualpipe.builtin.code",
         "qualpipe.builtin.codebook",
+        "qualpipe.builtin.human",
     }
     assert "uses unknown dataset kind '" in str(info.value)
-    assert str(info.value).endswith("(known: )")
+    assert str(info.value).endswith(("(known: )", "(known: agreement, mapping_report)"))
 
 
 def test_disable_temporary_plugin_by_name(
@@ -985,8 +986,8 @@ def test_stage_type_with_unknown_dataset_kind_is_plugin_error(
         create_manager().registry  # noqa: B018
     assert str(info.value) == (
         "plugin 'orphanage': stage type 'orphan' uses unknown dataset kind 'transcripts' "
-        "(known: codebook, codings, documents, findings, quarantine, segments, "
-        "theme_assignments, themes)"
+        "(known: agreement, codebook, codings, documents, findings, mapping_report, "
+        "quarantine, segments, theme_assignments, themes)"
     )
 
 
@@ -1108,7 +1109,7 @@ def test_register_commands_implementation_may_omit_cli_argument(
     group = click.Group("qualpipe")
     manager.add_commands(group)
     assert manager.plugins["no-args"].error is None
-    assert group.commands == {}
+    assert set(group.commands) == {"agree"}
 
 
 # -- temporary plugins (the qualpipe_plugin fixture) ---------------------------------------

@@ -48,6 +48,7 @@ BUILTIN_PLUGINS = (
     "qualpipe.builtin.codebook",
     "qualpipe.builtin.code",
     "qualpipe.builtin.coders",
+    "qualpipe.builtin.human",
 )
 
 # Plugins added for the duration of a ``with temporary_plugin(...)`` block (tests).
