@@ -582,7 +582,9 @@ def test_rebuilding_registry_after_error_does_not_duplicate_provides(
             manager.registry  # noqa: B018
     kinds = manager.plugins["qualpipe.builtin.kinds"].provides["dataset kind"]
     assert sorted(kinds) == sorted(set(kinds))
-    assert len(kinds) == 8
+    from qualpipe.schemas import CORE_KINDS
+
+    assert len(kinds) == len(CORE_KINDS)
     assert manager.plugins["alpha"].provides["stage type"].count("ok-stage") == 1
 
 
@@ -716,6 +718,8 @@ def test_disabling_core_kinds_is_a_plugin_error_about_unknown_kinds(
         "qualpipe.builtin.code",
         "qualpipe.builtin.codebook",
         "qualpipe.builtin.human",
+        "qualpipe.builtin.export",
+        "qualpipe.builtin.theme",
     }
     assert "uses unknown dataset kind '" in str(info.value)
     assert str(info.value).endswith(("(known: )", "(known: agreement, mapping_report)"))
@@ -975,6 +979,12 @@ def test_registering_something_not_a_dataset_kind_is_plugin_error(
     )
 
 
+KNOWN_KINDS = {
+    "agreement", "codebook", "codings", "cooccurrence", "documents", "exports", "findings",
+    "mapping_report", "quarantine", "quotes", "segments", "theme_assignments", "themes",
+}  # fmt: skip
+
+
 def test_stage_type_with_unknown_dataset_kind_is_plugin_error(
     qualpipe_plugin: RegisterPlugin,
 ) -> None:
@@ -986,8 +996,7 @@ def test_stage_type_with_unknown_dataset_kind_is_plugin_error(
         create_manager().registry  # noqa: B018
     assert str(info.value) == (
         "plugin 'orphanage': stage type 'orphan' uses unknown dataset kind 'transcripts' "
-        "(known: agreement, codebook, codings, documents, findings, mapping_report, "
-        "quarantine, segments, theme_assignments, themes)"
+        "(known: " + ", ".join(sorted(KNOWN_KINDS)) + ")"
     )
 
 
@@ -1169,6 +1178,7 @@ def test_hook_qualpipe_register_commands_and_registration_hooks_recorded_in_orde
         "qualpipe_register_readers",
         "qualpipe_register_recognisers",
         "qualpipe_register_coders",
+        "qualpipe_register_exporters",
     ]
     cli = hook_recorder.calls[0][1]["cli"]
     assert isinstance(cli, click.Group)
@@ -1307,6 +1317,7 @@ def test_hookspecs_are_the_documented_contract() -> None:
         "qualpipe_register_commands",
         "qualpipe_register_dataset_kinds",
         "qualpipe_register_executors",
+        "qualpipe_register_exporters",
         "qualpipe_register_readers",
         "qualpipe_register_recognisers",
         "qualpipe_register_stages",
@@ -1356,3 +1367,20 @@ def test_hook_qualpipe_register_coders_adds_a_coder(qualpipe_plugin: RegisterPlu
     coder, info = registry.components["coder"]["nothing"]
     assert coder.version == "7" and info.name == "coder-plugin"
     assert registry.component_versions("coder")["nothing"] == "coder-plugin@0/7"
+
+
+def test_hook_qualpipe_register_exporters_adds_a_format(
+    qualpipe_plugin: RegisterPlugin,
+) -> None:
+    from qualpipe.exporters import Exporter
+
+    class ExportPlugin:
+        @hookimpl
+        def qualpipe_register_exporters(self, register: Any) -> None:
+            register(Exporter("notes", lambda bundle: [], needs=("themes",), version="2"))
+
+    qualpipe_plugin(ExportPlugin(), "export-plugin")
+    registry = create_manager().registry
+    exporter, info = registry.components["exporter"]["notes"]
+    assert exporter.needs == ("themes",) and info.name == "export-plugin"
+    assert registry.component_versions("exporter")["notes"] == "export-plugin@0/2"

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from qualpipe.coding.coders import Coder
     from qualpipe.datasets import DatasetKind
     from qualpipe.executors.base import ExecutorFactory
+    from qualpipe.exporters import Exporter
     from qualpipe.readers import Reader
     from qualpipe.runner import RunContext, StageRun
     from qualpipe.stage import StageType
@@ -118,6 +119,19 @@ def qualpipe_register_coders(register: Callable[[Coder], None]) -> None:
     ``setup(codebook, options)`` run once per process and codebook version. Pipelines
     choose coders by name (``coders: [rules, {name: semantic, threshold: 0.3}]``);
     each coding records the coder, its version and a hash of its settings.
+    """
+
+
+@hookspec
+def qualpipe_register_exporters(register: Callable[[Exporter], None]) -> None:
+    """Register export formats for the ``export`` stage.
+
+    Call ``register(exporter)`` once per :class:`qualpipe.exporters.Exporter`: a unique
+    name (what ``formats:`` lists), an ``export(bundle)`` function that writes files
+    into ``bundle.out_dir`` from the datasets in ``bundle`` and returns their paths,
+    and the datasets it ``needs``. The stage moves the files into the export folder
+    only when every format succeeded, and refuses sensitive (not anonymised) data
+    unless the pipeline allows it explicitly.
     """
 
 

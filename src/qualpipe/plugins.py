@@ -49,6 +49,9 @@ BUILTIN_PLUGINS = (
     "qualpipe.builtin.code",
     "qualpipe.builtin.coders",
     "qualpipe.builtin.human",
+    "qualpipe.builtin.theme",
+    "qualpipe.builtin.export",
+    "qualpipe.builtin.exporters",
 )
 
 # Plugins added for the duration of a ``with temporary_plugin(...)`` block (tests).
@@ -111,6 +114,7 @@ COMPONENT_HOOKS = {
         "qualpipe.anonymise.recognisers:Recogniser",
     ),
     "coder": ("qualpipe_register_coders", "qualpipe.coding.coders:Coder"),
+    "exporter": ("qualpipe_register_exporters", "qualpipe.exporters:Exporter"),
 }
 
 

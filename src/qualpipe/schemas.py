@@ -281,6 +281,80 @@ THEME_ASSIGNMENTS = DatasetKind(
     },
 )
 
+QUOTES = DatasetKind(
+    name="quotes",
+    version=1,
+    description="Illustrative quotes per theme, labelled the way papers label them.",
+    schema=pa.schema(
+        [
+            pa.field("theme_id", pa.string(), nullable=False),
+            pa.field("rank", pa.int32(), nullable=False),
+            pa.field("segment_id", pa.string(), nullable=False),
+            pa.field("doc_id", pa.string(), nullable=False),
+            pa.field("participant_id", pa.string()),
+            pa.field("label", pa.string()),
+            pa.field("text", pa.large_string(), nullable=False),
+            pa.field("score", pa.float64()),
+            pa.field("attributes", ATTRIBUTES),
+        ]
+    ),
+    fields={
+        "theme_id": "theme the quote illustrates",
+        "rank": "1 = best quote for the theme",
+        "segment_id": "segment quoted",
+        "doc_id": "document",
+        "participant_id": "participant",
+        "label": "attribution as printed: (Service user), (7), (XIII)",
+        "text": "the quote (anonymised segment text, possibly shortened with …)",
+        "score": "representativeness (similarity to the theme's centre)",
+        "attributes": "participant attributes",
+    },
+)
+
+COOCCURRENCE = DatasetKind(
+    name="cooccurrence",
+    version=1,
+    description="How often two codes or two themes occur together.",
+    schema=pa.schema(
+        [
+            pa.field("kind", pa.string(), nullable=False),
+            pa.field("level", pa.string(), nullable=False),
+            pa.field("a", pa.string(), nullable=False),
+            pa.field("b", pa.string(), nullable=False),
+            pa.field("count", pa.int64(), nullable=False),
+            pa.field("jaccard", pa.float64()),
+        ]
+    ),
+    fields={
+        "kind": "code or theme",
+        "level": "segment (same segment) or participant (same participant)",
+        "a": "first code or theme id",
+        "b": "second code or theme id (a == b: how often a occurs at all)",
+        "count": "segments or participants with both",
+        "jaccard": "count / (segments or participants with a or b)",
+    },
+)
+
+EXPORTS = DatasetKind(
+    name="exports",
+    version=1,
+    description="Files an export stage wrote (outside the run store), with their hashes.",
+    schema=pa.schema(
+        [
+            pa.field("format", pa.string(), nullable=False),
+            pa.field("path", pa.string(), nullable=False),
+            pa.field("bytes", pa.int64()),
+            pa.field("sha256", pa.string()),
+        ]
+    ),
+    fields={
+        "format": "exporter that wrote it (qdpx, html, docx, ...)",
+        "path": "file path",
+        "bytes": "size",
+        "sha256": "content hash",
+    },
+)
+
 CORE_KINDS = (
     DOCUMENTS,
     QUARANTINE,
@@ -290,4 +364,7 @@ CORE_KINDS = (
     FINDINGS,
     THEMES,
     THEME_ASSIGNMENTS,
+    QUOTES,
+    COOCCURRENCE,
+    EXPORTS,
 )

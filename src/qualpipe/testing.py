@@ -139,6 +139,10 @@ class HookRecorder:
         self.calls.append(("qualpipe_register_coders", {"register": register}))
 
     @hookimpl
+    def qualpipe_register_exporters(self, register: Any) -> None:
+        self.calls.append(("qualpipe_register_exporters", {"register": register}))
+
+    @hookimpl
     def qualpipe_register_commands(self, cli: Any) -> None:
         self.calls.append(("qualpipe_register_commands", {"cli": cli}))
 

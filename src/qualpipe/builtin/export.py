@@ -1,0 +1,105 @@
+"""Built-in plugin: the ``export`` stage type.
+
+Runs the chosen exporters (``formats:``) on the pipeline's datasets and moves the files
+they wrote into the export folder only when all of them succeeded, so a failed export
+never leaves a half-written project next to a good one. The ``exports`` dataset lists
+every file with its size and sha256. Sensitive (not anonymised) inputs are refused
+unless the pipeline sets ``allow_sensitive: true``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from qualpipe import Input, Output, Param, PipelineError, StageContext, StageType, hookimpl
+from qualpipe.exporters import ExportBundle, Exporter
+from qualpipe.fingerprint import sha256_file
+from qualpipe.schemas import EXPORTS
+
+INPUTS = (
+    "documents", "segments", "codings", "codebook", "themes", "theme_assignments",
+    "quotes", "cooccurrence", "findings",
+)  # fmt: skip
+DEFAULT_FORMATS = ["qdpx", "qdc", "html", "docx", "xlsx", "csv"]
+
+
+def run(ctx: StageContext) -> None:
+    exporters: Mapping[str, Exporter] = ctx.components.get("exporter", {})
+    formats = [str(f) for f in ctx.params["formats"]]
+    unknown = [f for f in formats if f not in exporters]
+    if unknown:
+        raise PipelineError(
+            f"export: unknown format(s) {', '.join(unknown)} "
+            f"(installed: {', '.join(sorted(exporters)) or 'none'})"
+        )
+    for name in formats:
+        missing = [n for n in exporters[name].needs if n not in ctx.inputs]
+        if missing:
+            raise PipelineError(
+                f"export: format {name!r} needs the {', '.join(missing)} dataset(s), which no "
+                "earlier stage produces; add the stage(s) or remove the format"
+            )
+    out = Path(ctx.params["out"] or (ctx.pipeline_dir / "exports" / ctx.pipeline_name))
+    staging = out.parent / f".{out.name}.staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    rows: list[dict[str, Any]] = []
+    try:
+        options: Mapping[str, Any] = ctx.params["options"]
+        for name in formats:
+            bundle = ExportBundle(
+                datasets=ctx.inputs,
+                out_dir=staging,
+                options=dict(options.get(name) or {}),
+                pipeline_name=ctx.pipeline_name,
+                workdir=ctx.workdir,
+            )
+            for path in exporters[name].export(bundle):
+                rel = Path(path).relative_to(staging)
+                rows.append({"format": name, "path": str(out / rel)})
+        out.mkdir(parents=True, exist_ok=True)
+        for item in sorted(staging.rglob("*")):
+            if item.is_file():
+                target = out / item.relative_to(staging)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                item.replace(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    for row in rows:
+        path = Path(row["path"])
+        row["bytes"] = path.stat().st_size
+        row["sha256"] = sha256_file(path)
+    ctx.write("exports", pa.Table.from_pylist(rows, schema=EXPORTS.schema))
+    ctx.note("files", len(rows))
+    ctx.note("folder", str(out))
+
+
+EXPORT = StageType(
+    name="export",
+    family="export",
+    description=(
+        "Write results for people and QDA programs: REFI-QDA .qdpx/.qdc, HTML and DOCX "
+        "reports, Excel, CSV/Parquet."
+    ),
+    mode="whole",
+    consumes=[Input(name, name, optional=True) for name in INPUTS],
+    produces=[Output("exports", "exports")],
+    components=("exporter",),
+    export=True,
+    params=[
+        Param("formats", "list", DEFAULT_FORMATS, "formats to write (see 'qualpipe plugins')"),
+        Param("out", "output_path", None, "folder for the files (default exports/<pipeline>)"),
+        Param("options", "dict", {}, "options per format, e.g. {html: {title: ...}}"),
+    ],
+    run=run,
+)
+
+
+@hookimpl
+def qualpipe_register_stages(register: Callable[[StageType], None]) -> None:
+    register(EXPORT)

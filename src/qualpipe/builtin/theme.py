@@ -1,0 +1,1 @@
+"""Built-in plugin: the ``theme`` stage type (placeholder while being written)."""

@@ -1,0 +1,1 @@
+"""Built-in export formats: REFI-QDA, reports, tables."""

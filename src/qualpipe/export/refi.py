@@ -1,0 +1,16 @@
+"""Export formats (placeholder while being written)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from qualpipe.exporters import ExportBundle, Exporter
+
+
+def _todo(bundle: ExportBundle) -> Sequence[Path]:
+    raise NotImplementedError
+
+
+QDPX = Exporter("qdpx", _todo)
+QDC = Exporter("qdc", _todo)

@@ -1,0 +1,17 @@
+"""Export formats (placeholder while being written)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from qualpipe.exporters import ExportBundle, Exporter
+
+
+def _todo(bundle: ExportBundle) -> Sequence[Path]:
+    raise NotImplementedError
+
+
+XLSX = Exporter("xlsx", _todo)
+CSV = Exporter("csv", _todo)
+PARQUET = Exporter("parquet", _todo)
