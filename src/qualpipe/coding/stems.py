@@ -1,0 +1,137 @@
+"""Words and "lemma-ish" stems for English and Swedish, shared by the built-in coders.
+
+Tokens are runs of letters and digits; an apostrophe inside a word keeps it whole
+(``don't``, ``she’s``), anything else (space, hyphen, punctuation) separates words, so
+``small-talk`` is the two words ``small talk``.
+
+A stem is what lets ``talk`` find ``talks``/``talked``/``talking`` and ``prata`` find
+``pratar``/``pratade``/``pratat``. It comes from the Snowball stemmers (the
+``snowballstemmer`` package, pure Python: Porter2 for English, Snowball's Swedish
+stemmer) with three small, documented additions:
+
+* **English irregular verbs**: a short table maps common irregular forms to their base
+  form before stemming (``went``/``gone`` -> ``go``, ``felt`` -> ``feel``, ``heard`` ->
+  ``hear``, ``swam`` -> ``swim``). Ambiguous forms (``left``, ``saw``, ``lay``) are not
+  in it.
+* **Swedish strong and irregular verbs**: likewise (``gick``/``gått`` -> ``gå``,
+  ``sade`` -> ``säga``, ``fick`` -> ``få``, ``gjorde`` -> ``göra``). Forms that are
+  ambiguous in Swedish (``var``, ``åt``, ``mått``) or that are also English words
+  (``bad``, ``dog``, ``vet``, ``tar``) are not in it: with both languages on, a table
+  entry applies to every word of a text.
+* **Swedish past tense in -te / participle in -t after p, k, s, x**: Snowball leaves
+  ``hjälpte`` as ``hjälpt``; the final ``t`` is dropped when the word ended in
+  ``pte``/``kte``/``ste``/``xte`` or in ``pt``, so ``hjälpa``, ``hjälper``,
+  ``hjälpte`` and ``hjälpt`` share the stem ``hjälp`` (and ``köpte``, ``tänkte``,
+  ``läste`` theirs).
+
+Stems are cached (a word is stemmed once per process), so stemming costs a dictionary
+look-up per token after the first few thousand distinct words.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from functools import lru_cache
+from typing import Any
+
+from qualpipe.errors import PipelineError
+
+#: Languages with a stemmer, by ISO 639-1 code.
+LANGUAGES = ("en", "sv")
+_SNOWBALL = {"en": "english", "sv": "swedish"}
+
+#: A word: letters and digits, with inner apostrophes (don't, she’s).
+WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
+
+_EN_IRREGULAR = {
+    "am": "be", "is": "be", "are": "be", "was": "be", "were": "be", "been": "be",
+    "went": "go", "gone": "go", "goes": "go", "does": "do", "did": "do", "done": "do",
+    "felt": "feel", "heard": "hear", "said": "say", "told": "tell", "thought": "think",
+    "took": "take", "taken": "take", "came": "come", "seen": "see", "made": "make",
+    "got": "get", "gotten": "get", "spoke": "speak", "spoken": "speak", "swam": "swim",
+    "swum": "swim", "met": "meet", "bought": "buy", "brought": "bring", "kept": "keep",
+    "sat": "sit", "ate": "eat", "eaten": "eat", "drove": "drive", "driven": "drive",
+    "ran": "run", "found": "find", "gave": "give", "given": "give", "knew": "know",
+    "known": "know", "understood": "understand", "wrote": "write", "written": "write",
+    "had": "have", "has": "have", "slept": "sleep", "taught": "teach", "began": "begin",
+    "begun": "begin", "chose": "choose", "chosen": "choose", "paid": "pay", "spent": "spend",
+    "stood": "stand", "meant": "mean", "cried": "cry", "tried": "try", "worried": "worry",
+}  # fmt: skip
+
+_SV_IRREGULAR = {
+    "gick": "gå", "gått": "gå", "går": "gå", "sa": "säga", "sade": "säga", "sagt": "säga",
+    "säger": "säga", "kom": "komma", "kommit": "komma", "såg": "se", "sett": "se",
+    "tog": "ta", "tagit": "ta", "fick": "få", "fått": "få", "får": "få", "gjorde": "göra",
+    "gjort": "göra", "gör": "göra", "hörde": "höra", "hört": "höra", "kände": "känna",
+    "känt": "känna", "satt": "sitta", "suttit": "sitta", "skrev": "skriva",
+    "skrivit": "skriva", "förstod": "förstå", "förstått": "förstå", "förstår": "förstå",
+    "bodde": "bo", "bott": "bo", "mådde": "må", "mår": "må", "sov": "sova", "sovit": "sova",
+    "drack": "dricka", "druckit": "dricka", "visste": "veta", "vetat": "veta",
+    "ville": "vilja", "velat": "vilja", "vill": "vilja", "kunde": "kunna", "kunnat": "kunna",
+    "hade": "ha", "haft": "ha", "blev": "bli", "blivit": "bli", "blir": "bli", "åkte": "åka",
+    "åkt": "åka",
+}  # fmt: skip
+
+_IRREGULAR = {"en": _EN_IRREGULAR, "sv": _SV_IRREGULAR}
+_SV_TE = ("pte", "kte", "ste", "xte", "pt")
+
+_local = threading.local()
+
+
+def _stemmer(language: str) -> Any:
+    stemmers: dict[str, Any] | None = getattr(_local, "stemmers", None)
+    if stemmers is None:
+        stemmers = _local.stemmers = {}
+    if language not in stemmers:
+        try:
+            snowball = importlib.import_module("snowballstemmer")  # untyped: keep it Any
+        except ImportError as exc:
+            raise PipelineError(
+                "stemming needs the snowballstemmer package, a qualpipe dependency: "
+                "pip install snowballstemmer (or reinstall qualpipe)"
+            ) from exc
+        stemmers[language] = snowball.stemmer(_SNOWBALL[language])
+    return stemmers[language]
+
+
+@lru_cache(maxsize=1 << 18)
+def stem(word: str, language: str) -> str:
+    """The stem of one word in ``language`` (``en`` or ``sv``); ``word`` is lower-cased."""
+    word = word.lower().replace("’", "'")
+    base = _IRREGULAR[language].get(word, word)
+    out: str = _stemmer(language).stemWord(base)
+    if language == "sv" and base is word and word.endswith(_SV_TE) and out.endswith("t"):
+        out = out[:-1]
+    return out
+
+
+@lru_cache(maxsize=1 << 18)
+def stems(word: str, languages: tuple[str, ...] = LANGUAGES) -> tuple[str, ...]:
+    """The distinct stems of ``word`` in each of ``languages``, in order."""
+    return tuple(dict.fromkeys(stem(word, lang) for lang in languages))
+
+
+def tokens(text: str) -> Iterator[tuple[str, int, int]]:
+    """(lower-cased word, start, end) for each word of ``text``; offsets into ``text``."""
+    for m in WORD.finditer(text):
+        yield m.group().lower(), m.start(), m.end()
+
+
+def languages_option(value: Any, coder: str) -> tuple[str, ...]:
+    """Validate a coder's ``language`` option: ``auto`` (both), ``en``, ``sv`` or a list."""
+    if value is None or value == "auto":
+        return LANGUAGES
+    items: Sequence[Any] = [value] if isinstance(value, str) else value
+    if (
+        not isinstance(items, Sequence)
+        or not items
+        or any(not isinstance(v, str) or v not in LANGUAGES for v in items)
+    ):
+        raise PipelineError(
+            f"coder {coder!r}: language must be 'auto', 'en', 'sv' or a list of those, "
+            f"got {value!r}"
+        )
+    return tuple(dict.fromkeys(items))
