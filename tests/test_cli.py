@@ -163,10 +163,19 @@ def test_validate_a_folder_is_a_usage_error(project: Project) -> None:
     assert "is a directory" in result.stderr
 
 
+SIDL_IDS = [
+    s["id"]
+    for s in yaml.safe_load((REPO / "pipelines" / "sidl.yaml").read_text(encoding="utf-8"))[
+        "stages"
+    ]
+]
+
+
 def test_validate_the_shipped_sidl_pipeline(qualpipe_project: Project) -> None:
     result = qualpipe_project.run("validate", REPO / "pipelines" / "sidl.yaml")
     assert ok(result) == (
-        f"{REPO / 'pipelines' / 'sidl.yaml'}: valid (3 stages: ingest, anonymise, segment)\n"
+        f"{REPO / 'pipelines' / 'sidl.yaml'}: valid ({len(SIDL_IDS)} stages: "
+        f"{', '.join(SIDL_IDS)})\n"
     )
 
 
@@ -275,7 +284,7 @@ def test_stages_text_for_one_stage_type(project: Project) -> None:
 
 def test_stages_lists_every_type_with_params(project: Project) -> None:
     out = ok(project.run("stages"))
-    assert out.endswith(SEGMENT_TEXT)
+    assert SEGMENT_TEXT in out
     lines = out.splitlines()
     assert lines[0] == "agreement  (qualpipe.builtin.human 0.1.0, whole dataset)"
     lines = lines[lines.index("ingest  (qualpipe.builtin.ingest 0.1.0, whole dataset)") :]
@@ -562,13 +571,15 @@ def test_schema_agrees_with_validate(
 def test_schema_includes_plugin_stage_types(project: Project, plugin: str) -> None:
     schema = json.loads(ok(project.run("schema")))
     items = schema["properties"]["stages"]["items"]
-    assert items["properties"]["uses"]["enum"] == [
-        *builtin_stage_types().split(", "),
-        "test-anonymise",
-        "test-chatty",
-        "test-export",
-        "test-fail",
-    ]
+    assert items["properties"]["uses"]["enum"] == sorted(
+        [
+            *builtin_stage_types().split(", "),
+            "test-anonymise",
+            "test-chatty",
+            "test-export",
+            "test-fail",
+        ]
+    )
     validator = jsonschema.Draft202012Validator(schema)
     data = yaml.safe_load(PIPELINE)
     data["stages"].append({"id": "export", "uses": "test-export", "with": {"allow_sensitive": 1}})

@@ -14,6 +14,8 @@ def run(ctx: StageContext) -> None:
     ctx.write("codebook", book.to_table())
     ctx.note("codes", len(book.codes))
     ctx.note("codebook_version", book.version)
+    ctx.note("codebook_name", book.name)
+    ctx.note("codebook_description", book.description)
 
 
 CODEBOOK_STAGE = StageType(

@@ -1,16 +1,779 @@
-"""Export formats (placeholder while being written)."""
+"""REFI-QDA exports: a whole project (``qdpx``) and the codebook alone (``qdc``).
+
+``qdpx`` writes ``<pipeline>.qdpx``: a zip holding ``project.qde`` (QDA-XML project 1.0,
+valid against REFI-QDA's ``Project.xsd``) and ``sources/<GUID>.txt``, the anonymised text
+of every document as UTF-8 without a BOM and with LF line ends, referenced as
+``internal://<GUID>.txt``. The project holds, in the schema's order:
+
+* ``Users``: one per coder (machine coders as ``name vVERSION``, people by name), ordered
+  by how many codings they made (QualCoder makes the first user its current coder), and
+  last the user ``qualpipe`` that made the sources and the memo;
+* ``CodeBook``: the codebook with the GUIDs, names and descriptions of the ``.qdc``
+  export (:mod:`qualpipe.qdc`), so both files and a later import agree;
+* ``Variables``: one Text variable per participant attribute, and ``participant``;
+* ``Cases``: one per participant, with its attribute values and ``SourceRef``s;
+* ``Sources``: one ``TextSource`` per document named ``<participant>_<doc_id>`` (never a
+  file name, which may hold a real name), with a ``PlainTextSelection`` per coding:
+  Unicode code point offsets, end exclusive, checked against the exported text; the
+  selection's ``Description`` gives status, coder, score and evidence; the source's
+  ``participant`` value links it to its case in programs that ignore ``SourceRef``;
+* ``Notes``: a dated project memo with the run's provenance (stages, plugins, versions,
+  row counts; never parameters, which may hold names on a deny list);
+* ``Sets``: one per participant with its sources (QualCoder ignores ``SourceRef`` in cases);
+* ``Description`` and a ``NoteRef`` to the memo.
+
+Every GUID is a UUID version 5 of what it names and every date is the time the last
+stage of the run finished (from the run manifests), so exporting the same run twice gives
+the same bytes. Options: ``statuses`` (default ``[suggested, accepted, human]``; rejected
+codings are never exported), ``include_segments_as_codes`` (default false: also code
+every segment with a code ``Segments (qualpipe)``), ``codebook_name`` (default: the
+codebook file's own name, found through the codebook stage of the run).
+
+``qdc`` writes ``codebook.qdc`` with :func:`qualpipe.qdc.write_qdc`.
+
+What real programs do with imperfect files, and what this module guards against:
+docs/interop.md.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import re
+import uuid
+import xml.etree.ElementTree as ET
+import zipfile
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+from qualpipe.codebook import Codebook, load_codebook
+from qualpipe.errors import DatasetError, PipelineError, QualpipeError
 from qualpipe.exporters import ExportBundle, Exporter
+from qualpipe.qdc import code_guid, describe, write_qdc, written_names
+
+NS = "urn:QDA-XML:project:1.0"
+#: uuid5 namespace of every GUID other than codes' (fixed forever).
+OBJECT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:qualpipe:refi-qda:project")
+STATUSES = ("suggested", "accepted", "human", "rejected")
+DEFAULT_STATUSES = ("suggested", "accepted", "human")
+#: the date written when the run has no manifests (the earliest a zip file can hold)
+FALLBACK_TIME = "1980-01-01T00:00:00Z"
+SEGMENTS_CODE = "Segments (qualpipe)"
+EXPORTER_USER = "qualpipe"
+PARTICIPANT_VARIABLE = "participant"
+
+QDPX_OPTIONS = {
+    "statuses": "coding statuses to export (default suggested, accepted, human; never rejected)",
+    "include_segments_as_codes": "also code every segment with 'Segments (qualpipe)'",
+    "codebook_name": "codebook name for the code GUIDs (default: the codebook file's name)",
+}
+QDC_OPTIONS = {"codebook_name": QDPX_OPTIONS["codebook_name"]}
+
+# characters XML 1.0 cannot hold at all (as qualpipe.qdc)
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_UNSAFE_NAME = re.compile(r"[^\w.-]+")
 
 
-def _todo(bundle: ExportBundle) -> Sequence[Path]:
-    raise NotImplementedError
+def object_guid(*parts: Any) -> str:
+    """The GUID of a project object (source, user, selection, ...) named by ``parts``."""
+    return str(uuid.uuid5(OBJECT_NAMESPACE, json.dumps(parts, ensure_ascii=False)))
 
 
-QDPX = Exporter("qdpx", _todo)
-QDC = Exporter("qdc", _todo)
+def _xml(text: str) -> str:
+    return _NOT_XML.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+
+
+def _label(text: str) -> str:
+    """An attribute value on one line (names, values)."""
+    return " ".join(_xml(text).split())
+
+
+# -- options, time, codebook ----------------------------------------------------------------
+
+
+def _options(bundle: ExportBundle, fmt: str, allowed: Mapping[str, str]) -> dict[str, Any]:
+    options = dict(bundle.options)
+    unknown = sorted(str(k) for k in options if k not in allowed)
+    if unknown:
+        raise PipelineError(
+            f"export: {fmt}: unknown option(s) {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(allowed))})"
+        )
+    name = options.get("codebook_name")
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise PipelineError(f"export: {fmt}: codebook_name must be a non-empty string")
+    return options
+
+
+def _statuses(options: Mapping[str, Any]) -> tuple[str, ...]:
+    raw = options.get("statuses", list(DEFAULT_STATUSES))
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not all(isinstance(s, str) for s in raw):
+        raise PipelineError("export: qdpx: statuses must be a list of coding statuses")
+    if "rejected" in raw:
+        raise PipelineError(
+            "export: qdpx: statuses: rejected codings are never exported; "
+            f"choose among {', '.join(DEFAULT_STATUSES)}"
+        )
+    unknown = [s for s in raw if s not in STATUSES]
+    if unknown:
+        raise PipelineError(
+            f"export: qdpx: unknown status(es) {', '.join(unknown)} "
+            f"(choose among {', '.join(DEFAULT_STATUSES)})"
+        )
+    return tuple(dict.fromkeys(raw))
+
+
+def _run_stages(bundle: ExportBundle) -> list[dict[str, Any]]:
+    """The run's stages without export stages (their manifests are from earlier runs)."""
+    return [s for s in bundle.provenance() if "exports" not in (s.get("rows") or {})]
+
+
+def _utc(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def export_time(stages: Sequence[Mapping[str, Any]]) -> str:
+    """When the last stage of the run finished (xsd:dateTime in UTC), never the clock."""
+    times = [t for t in (_utc(s.get("finished_at")) for s in stages) if t is not None]
+    return max(times).strftime("%Y-%m-%dT%H:%M:%SZ") if times else FALLBACK_TIME
+
+
+def _codebook_label(
+    table: Any, stages: Sequence[Mapping[str, Any]], option: str | None
+) -> tuple[str, str]:
+    """(name, description) of the codebook: the GUIDs of its codes depend on the name.
+
+    The ``codebook`` dataset keeps codes only, so the name comes from the option, else
+    from the codebook stage that made this version (its ``codebook_name`` note, else its
+    file when that file still has this version), else ``codebook``.
+    """
+    if option:
+        return option.strip(), ""
+    version = table.column("codebook_version")[0].as_py() if table.num_rows else None
+    for stage in reversed(stages):
+        stats = stage.get("stats") or {}
+        if "codebook" not in (stage.get("rows") or {}) or stats.get("codebook_version") != version:
+            continue
+        if isinstance(stats.get("codebook_name"), str) and stats["codebook_name"]:
+            return stats["codebook_name"], str(stats.get("codebook_description") or "")
+        path = (stage.get("params") or {}).get("path")
+        if isinstance(path, str) and Path(path).is_absolute():
+            try:
+                book = load_codebook(Path(path))
+            except (QualpipeError, OSError, ValueError):
+                continue  # a label is not worth failing the export for
+            if book.version == version:
+                return book.name, book.description
+    return "codebook", ""
+
+
+def export_codebook(bundle: ExportBundle, option: str | None = None) -> Codebook | None:
+    """The codebook of the bundle with its name (None without a codebook dataset)."""
+    table = bundle.table("codebook")
+    if table is None:
+        return None
+    name, description = _codebook_label(table, _run_stages(bundle), option)
+    book = Codebook.from_table(table, name=name, description=description)
+    book.validate("codebook dataset")
+    return book
+
+
+# -- the project ----------------------------------------------------------------------------
+
+
+class _LfText:
+    """A document's text as exported (LF only, no BOM) and the offset map into it.
+
+    Documents are normalised at ingest, so this is the identity there; a text that still
+    holds a BOM or a CR loses them and every offset moves with the text.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.length = len(text)
+        self.removed: list[int] = []
+        if "\r" not in text and not text.startswith("\ufeff"):
+            self.text = text
+            return
+        out: list[str] = []
+        for i, ch in enumerate(text):
+            if (ch == "\ufeff" and i == 0) or (ch == "\r" and text[i + 1 : i + 2] == "\n"):
+                self.removed.append(i)
+            else:
+                out.append("\n" if ch == "\r" else ch)
+        self.text = "".join(out)
+
+    def map(self, offset: int) -> int:
+        return offset - bisect_left(self.removed, offset) if self.removed else offset
+
+
+@dataclass
+class _User:
+    guid: str
+    name: str
+    kind: str  # machine | human | exporter
+    codings: int = 0
+
+
+@dataclass
+class _Selection:
+    start: int
+    end: int
+    code_guid: str
+    user: _User
+    memo: str
+    key: tuple[Any, ...]  # what makes it unique: its GUIDs come from it
+    order: tuple[Any, ...]  # where it goes among the selections of its source
+
+
+@dataclass
+class _Source:
+    doc_id: str
+    guid: str
+    name: str
+    participant: str | None
+    attributes: dict[str, str]
+    text: _LfText
+    sensitive: bool
+    language: str | None
+    selections: list[_Selection] = field(default_factory=list)
+
+
+@dataclass
+class QdpxContent:
+    """What :func:`build_qdpx` made: the archive's members in order, and counts."""
+
+    members: dict[str, bytes]
+    stats: dict[str, Any]
+
+
+def _attributes(value: Any) -> dict[str, str]:
+    items: Iterable[Any] = value.items() if isinstance(value, Mapping) else (value or [])
+    out: dict[str, str] = {}
+    for k, v in items:
+        if _label(str(k)):
+            out.setdefault(_label(str(k)), "" if v is None else _label(str(v)))
+    return out
+
+
+def _coder_name(coder: str, version: str) -> str:
+    if not version:
+        return coder
+    return f"{coder} v{version}" if version[:1].isdigit() else f"{coder} {version}"
+
+
+def _coding_memo(row: Mapping[str, Any], user: _User) -> str:
+    """The selection's ``Description`` (QualCoder shows it as the coding memo)."""
+    status = str(row["status"])
+    lines = [f"status: {status}" + (" (machine suggestion: review it)" * (status == "suggested"))]
+    settings = row.get("coder_settings") if user.kind == "machine" else None
+    lines.append(f"coder: {user.name}" + (f", settings {settings}" if settings else ""))
+    if row.get("score") is not None:
+        lines.append(f"score: {float(row['score']):.4g}")
+    terms: list[str] = []
+    for item in row.get("evidence") or []:
+        term = _label(str(item.get("term") or "")) if isinstance(item, Mapping) else ""
+        if term and term not in terms:
+            terms.append(term)
+    if terms:
+        lines.append("evidence: " + ", ".join(terms))
+    lines.append(f"qualpipe coding: {row['coding_id']}")
+    return _xml("\n".join(lines))
+
+
+_STATUS_RANK = {"human": 0, "accepted": 1, "suggested": 2}
+
+
+class _Project:
+    """Reads and checks the bundle's datasets, then writes the project element."""
+
+    def __init__(self, bundle: ExportBundle, options: Mapping[str, Any]) -> None:
+        self.bundle = bundle
+        self.statuses = _statuses(options)
+        self.with_segments = options.get("include_segments_as_codes", False)
+        if not isinstance(self.with_segments, bool):
+            raise PipelineError("export: qdpx: include_segments_as_codes must be true or false")
+        self.stages = _run_stages(bundle)
+        self.time = export_time(self.stages)
+        book = export_codebook(bundle, options.get("codebook_name"))
+        self.has_codebook = book is not None
+        self.book = book if book is not None else Codebook("codebook", [])
+        self.code_names = written_names(self.book)
+        self.exporter = _User(object_guid("user", "exporter"), EXPORTER_USER, "exporter")
+        self.users: dict[tuple[str, ...], _User] = {}
+        self.sources = self._read_documents()
+        self.skipped: Counter[str] = Counter()
+        self.segments_code: str | None = None
+        segments = self._read_segments()
+        self._read_codings(segments)
+        if self.with_segments:
+            self._code_segments(segments)
+        for source in self.sources.values():
+            source.selections.sort(key=lambda s: s.order)
+
+    # -- reading and checking ---------------------------------------------------------------
+
+    def _read_documents(self) -> dict[str, _Source]:
+        sources: dict[str, _Source] = {}
+        for row in sorted(self.bundle.rows("documents"), key=lambda r: str(r["doc_id"])):
+            doc_id = str(row["doc_id"])
+            participant = _label(str(row.get("participant_id") or "")) or None
+            safe = _UNSAFE_NAME.sub("_", participant).strip("_") if participant else ""
+            sources[doc_id] = _Source(
+                doc_id=doc_id,
+                guid=object_guid("source", doc_id),
+                name=f"{safe}_{doc_id}" if safe else doc_id,
+                participant=participant,
+                attributes=_attributes(row.get("attributes")),
+                text=_LfText(str(row["text"])),
+                sensitive=bool(row.get("sensitive")),
+                language=row.get("language"),
+            )
+        return sources
+
+    def _read_segments(self) -> dict[str, dict[str, Any]]:
+        table = self.bundle.table("segments")
+        if table is None:
+            return {}
+        wanted = ("segment_id", "doc_id", "start", "end", "text", "strategy", "speaker")
+        cols = [c for c in wanted if c in table.column_names]
+        return {str(r["segment_id"]): r for r in table.select(cols).to_pylist()}
+
+    def _span(self, what: str, doc_id: str, start: Any, end: Any) -> tuple[_Source, int, int]:
+        """The source and the exported offsets of a span; a span off the text is an error."""
+        source = self.sources.get(doc_id)
+        if source is None:
+            raise DatasetError(
+                f"export: qdpx: {what} is in document {doc_id!r}, which is not in the "
+                "documents dataset; export the documents it was made on"
+            )
+        n = source.text.length
+        if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= n):
+            raise DatasetError(
+                f"export: qdpx: {what} has offsets [{start}, {end}), outside document "
+                f"{doc_id!r} ({n} characters): it was made on another text; re-run the "
+                "stages that made it"
+            )
+        return source, source.text.map(start), source.text.map(end)
+
+    def _check_segment(self, seg: Mapping[str, Any], doc_id: str) -> None:
+        """A segment's text must be the document's text at its offsets."""
+        source = self.sources.get(str(seg["doc_id"]))
+        ok = source is not None and str(seg["doc_id"]) == doc_id
+        if ok and source is not None:
+            t = source.text
+            ok = 0 <= seg["start"] <= seg["end"] <= t.length and (
+                "text" not in seg
+                or t.text[t.map(seg["start"]) : t.map(seg["end"])] == _LfText(seg["text"]).text
+            )
+        if not ok:
+            raise DatasetError(
+                f"export: qdpx: segment {seg['segment_id']!r} does not match the text of "
+                f"document {doc_id!r} (was the document changed after it was segmented?); "
+                "re-run segment and code on the documents you export"
+            )
+
+    def _user(self, row: Mapping[str, Any]) -> _User:
+        coder = _label(str(row["coder"])) or "unknown"
+        if row["status"] == "human":
+            key: tuple[str, ...] = ("human", coder)
+            name = coder
+        else:
+            version = _label(str(row.get("coder_version") or ""))
+            key = ("machine", coder, version)
+            name = _coder_name(coder, version)
+        if key not in self.users:
+            self.users[key] = _User(object_guid("user", *key), name, key[0])
+        return self.users[key]
+
+    def _read_codings(self, segments: Mapping[str, Mapping[str, Any]]) -> None:
+        all_rows = self.bundle.rows("codings")
+        rows = [r for r in all_rows if r["status"] in self.statuses]
+        self.skipped.update(str(r["status"]) for r in all_rows if r["status"] not in self.statuses)
+        if rows and not self.has_codebook:
+            raise PipelineError(
+                "export: qdpx: the pipeline has codings but no codebook dataset; add the "
+                "codebook stage so the codes can be written"
+            )
+        position = {c.id: i for i, c in enumerate(self.book.codes)}
+        checked: set[str] = set()
+        picked: list[tuple[tuple[Any, ...], Mapping[str, Any], _Source, int, int, _User]] = []
+        for row in rows:
+            what = f"coding {row['coding_id']!r}"
+            if row["code_id"] not in position:
+                raise DatasetError(
+                    f"export: qdpx: {what} uses code {row['code_id']!r}, which is not in the "
+                    f"codebook {self.book.name!r}; re-run the code stage with this codebook"
+                )
+            doc_id = str(row["doc_id"])
+            source, start, end = self._span(what, doc_id, row["start"], row["end"])
+            seg = segments.get(str(row["segment_id"]))
+            if seg is not None and seg["segment_id"] not in checked:
+                checked.add(seg["segment_id"])
+                self._check_segment(seg, doc_id)
+            user = self._user(row)
+            order = (start, end, position[row["code_id"]], user.name,
+                     _STATUS_RANK.get(row["status"], 9), str(row["coding_id"]))  # fmt: skip
+            picked.append((order, row, source, start, end, user))
+        seen: set[tuple[Any, ...]] = set()
+        for order, coding, source, start, end, user in sorted(picked, key=lambda p: p[0]):
+            key = (source.doc_id, start, end, coding["code_id"], user.guid)
+            if key in seen:  # QualCoder keeps one coding per code, coder and span
+                self.skipped["duplicate"] += 1
+                continue
+            seen.add(key)
+            user.codings += 1
+            guid = code_guid(self.book.name, coding["code_id"])
+            memo = _coding_memo(coding, user)
+            source.selections.append(_Selection(start, end, guid, user, memo, key, order))
+
+    def _code_segments(self, segments: Mapping[str, Mapping[str, Any]]) -> None:
+        if not segments:
+            raise PipelineError(
+                "export: qdpx: include_segments_as_codes needs the segments dataset; add a "
+                "segment stage or set the option to false"
+            )
+        taken = {n.casefold() for n in self.code_names.values()}
+        name, n = SEGMENTS_CODE, 1
+        while name.casefold() in taken:
+            n += 1
+            name = f"{SEGMENTS_CODE} {n}"
+        self.segments_code = name
+        guid = object_guid("code", "segments")
+        for seg in segments.values():
+            doc_id = str(seg["doc_id"])
+            if doc_id not in self.sources:
+                continue  # a segment of a document that is not exported
+            what = f"segment {seg['segment_id']!r}"
+            source, start, end = self._span(what, doc_id, seg["start"], seg["end"])
+            self._check_segment(seg, doc_id)
+            memo = [f"qualpipe segment: {seg['segment_id']}"]
+            memo += [f"{k}: {_label(str(seg[k]))}" for k in ("strategy", "speaker") if seg.get(k)]
+            self.exporter.codings += 1
+            key = (doc_id, start, end, "segment", self.exporter.guid)
+            order = (start, end, len(self.book.codes), "", 9, str(seg["segment_id"]))
+            source.selections.append(
+                _Selection(start, end, guid, self.exporter, _xml("\n".join(memo)), key, order)
+            )
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def users_in_order(self) -> list[_User]:
+        """Coders with the most codings first (QualCoder's current coder), then qualpipe."""
+        coders = sorted(self.users.values(), key=lambda u: (-u.codings, u.name, u.guid))
+        return [*coders, self.exporter]
+
+    def participants(self) -> dict[str, list[_Source]]:
+        out: dict[str, list[_Source]] = {}
+        for source in self.sources.values():
+            if source.participant is not None:
+                out.setdefault(source.participant, []).append(source)
+        return dict(sorted(out.items()))
+
+    def element(self, memo_guid: str) -> ET.Element:
+        from qualpipe import __version__
+
+        root = ET.Element(
+            "Project",
+            {
+                "xmlns": NS,
+                "name": _label(self.bundle.pipeline_name) or "qualpipe",
+                "origin": f"qualpipe {__version__}",  # QualCoder fails without one
+                "creatingUserGUID": self.exporter.guid,
+                "creationDateTime": self.time,
+                "basePath": "",
+            },
+        )
+        users = ET.SubElement(root, "Users")
+        for user in self.users_in_order():
+            ET.SubElement(users, "User", {"guid": user.guid, "name": user.name})
+        self._codebook(root)
+        people = self.participants()
+        attributes, participant_guid, participant_name = self._variables(root, people)
+        self._cases(root, people, attributes)
+        sources = ET.SubElement(root, "Sources")
+        for source in self.sources.values():
+            self._source(sources, source, participant_guid)
+        self._notes(root, memo_guid)
+        self._sets(root, people, {*attributes, participant_name})
+        ET.SubElement(root, "Description").text = self.summary()
+        ET.SubElement(root, "NoteRef", {"targetGUID": memo_guid})
+        return root
+
+    def _codebook(self, root: ET.Element) -> None:
+        """The codes as :func:`qualpipe.qdc.qdc_bytes` writes them (GUIDs, names, memos)."""
+        if not self.book.codes and self.segments_code is None:
+            return
+        codes = ET.SubElement(ET.SubElement(root, "CodeBook"), "Codes")
+        elements: dict[str | None, ET.Element] = {None: codes}
+        for c in self.book.codes:
+            attrs = {"guid": code_guid(self.book.name, c.id), "name": _xml(self.code_names[c.id])}
+            attrs["isCodable"] = "true"
+            if c.colour:
+                attrs["color"] = c.colour.upper()
+            el = ET.SubElement(elements[c.parent_id], "Code", attrs)
+            marker: dict[str, Any] = {"id": c.id, "level": c.level}
+            if self.code_names[c.id] != c.name:
+                marker["name"] = c.name
+            ET.SubElement(el, "Description").text = describe(c, marker)
+            elements[c.id] = el
+        if self.segments_code is not None:
+            attrs = {"guid": object_guid("code", "segments"), "name": self.segments_code}
+            el = ET.SubElement(codes, "Code", attrs | {"isCodable": "true"})
+            ET.SubElement(el, "Description").text = (
+                "Every segment qualpipe analysed, one coding each, to show how the texts "
+                "were cut; not a code of the codebook."
+            )
+
+    def _variables(
+        self, root: ET.Element, people: Mapping[str, list[_Source]]
+    ) -> tuple[dict[str, str], str | None, str]:
+        """(attribute name -> GUID, GUID and name of the ``participant`` variable)."""
+        if not people:
+            return {}, None, PARTICIPANT_VARIABLE
+        names = sorted(
+            {k for sources in people.values() for s in sources for k in s.attributes},
+            key=lambda k: (k.casefold(), k),
+        )
+        participant = PARTICIPANT_VARIABLE  # the manifest keeps it out of the attributes
+        while participant.casefold() in {n.casefold() for n in names}:
+            participant += " id"
+        element = ET.SubElement(root, "Variables")
+        attributes = {n: object_guid("variable", n) for n in names}
+        rows = [(attributes[n], n, "participant attribute (cases)") for n in names]
+        rows.append(
+            (object_guid("participant"), participant, "the participant of a document (sources)")
+        )
+        for guid, name, about in rows:
+            attrs = {"guid": guid, "name": name, "typeOfVariable": "Text"}
+            ET.SubElement(ET.SubElement(element, "Variable", attrs), "Description").text = about
+        return attributes, rows[-1][0], participant
+
+    def _cases(
+        self, root: ET.Element, people: Mapping[str, list[_Source]], variables: Mapping[str, str]
+    ) -> None:
+        if not people:
+            return
+        cases = ET.SubElement(root, "Cases")
+        for pid, sources in people.items():
+            case = ET.SubElement(cases, "Case", {"guid": object_guid("case", pid), "name": pid})
+            ET.SubElement(case, "Description").text = f"participant {pid}"
+            values: dict[str, str] = {}
+            for source in sources:  # the first document's value where they differ
+                for k, v in source.attributes.items():
+                    values.setdefault(k, v)
+            for name in (n for n in variables if n in values):
+                _variable_value(case, variables[name], values[name])
+            for source in sources:
+                ET.SubElement(case, "SourceRef", {"targetGUID": source.guid})
+
+    def _source(self, parent: ET.Element, source: _Source, participant_var: str | None) -> None:
+        el = ET.SubElement(
+            parent,
+            "TextSource",
+            {
+                "guid": source.guid,
+                "name": source.name,
+                "plainTextPath": f"internal://{source.guid}.txt",
+                "creatingUser": self.exporter.guid,
+                "creationDateTime": self.time,
+            },
+        )
+        about = [f"document {source.doc_id}"]
+        if source.participant:
+            about.append(f"participant {source.participant}")
+        if source.language:
+            about.append(f"language {_label(str(source.language))}")
+        about.append("NOT ANONYMISED (allow_sensitive)" if source.sensitive else "anonymised")
+        ET.SubElement(el, "Description").text = "; ".join(about)
+        for sel in source.selections:
+            when = {"creatingUser": sel.user.guid, "creationDateTime": self.time}
+            s = ET.SubElement(
+                el,
+                "PlainTextSelection",
+                {
+                    "guid": object_guid("selection", *sel.key),
+                    "startPosition": str(sel.start),
+                    "endPosition": str(sel.end),
+                }
+                | when,
+            )
+            ET.SubElement(s, "Description").text = sel.memo
+            coding = ET.SubElement(s, "Coding", {"guid": object_guid("coding", *sel.key)} | when)
+            ET.SubElement(coding, "CodeRef", {"targetGUID": sel.code_guid})
+        if participant_var is not None and source.participant:
+            _variable_value(el, participant_var, source.participant)
+
+    def _notes(self, root: ET.Element, memo_guid: str) -> None:
+        # QualCoder reads a memo as a journal only from a file, and fails on an undated note
+        attrs = {
+            "guid": memo_guid,
+            "name": "qualpipe provenance",
+            "plainTextPath": f"internal://{memo_guid}.txt",
+            "creatingUser": self.exporter.guid,
+            "creationDateTime": self.time,
+        }
+        note = ET.SubElement(ET.SubElement(root, "Notes"), "Note", attrs)
+        ET.SubElement(note, "Description").text = "how this project was made (qualpipe run)"
+
+    def _sets(self, root: ET.Element, people: Mapping[str, list[_Source]], taken: set[str]) -> None:
+        if not people:
+            return
+        sets = ET.SubElement(root, "Sets")
+        used = {t.casefold() for t in taken}
+        for pid, sources in people.items():
+            name = f"Participant {pid}"
+            while name.casefold() in used:  # QualCoder turns a set into a variable
+                name += " (set)"
+            used.add(name.casefold())
+            el = ET.SubElement(sets, "Set", {"guid": object_guid("set", pid), "name": name})
+            ET.SubElement(el, "Description").text = f"documents of participant {pid}"
+            for source in sources:
+                ET.SubElement(el, "MemberSource", {"targetGUID": source.guid})
+
+    def counts(self) -> dict[str, Any]:
+        selections = [s for src in self.sources.values() for s in src.selections]
+        return {
+            "documents": len(self.sources),
+            "participants": len(self.participants()),
+            "codings": sum(1 for s in selections if s.user is not self.exporter),
+            "segments_as_codes": sum(1 for s in selections if s.user is self.exporter),
+            "coders": {u.name: u.codings for u in self.users_in_order() if u.kind != "exporter"},
+            "not_exported": dict(sorted(self.skipped.items())),
+            "sensitive_documents": sum(1 for s in self.sources.values() if s.sensitive),
+        }
+
+    def summary(self) -> str:
+        from qualpipe import __version__
+
+        c = self.counts()
+        lines = [
+            f"qualpipe {__version__} export of pipeline {self.bundle.pipeline_name!r}, made "
+            f"from the run that finished {self.time}.",
+            f"{c['documents']} documents of {c['participants']} participants; {c['codings']} "
+            f"codings (statuses {', '.join(self.statuses)}) by {len(c['coders'])} "
+            f"coder{'' if len(c['coders']) == 1 else 's'}.",
+        ]
+        if self.has_codebook:
+            lines.append(
+                f"Codebook {self.book.name!r}, version {self.book.version}, "
+                f"{len(self.book.codes)} codes."
+            )
+        lines.append(
+            "Machine codings are suggestions for people to review; each coding memo gives "
+            "its status, coder, score and evidence. Offsets are Unicode code points into the "
+            "UTF-8 text files, end exclusive."
+        )
+        if c["sensitive_documents"]:
+            lines.append(
+                f"WARNING: {c['sensitive_documents']} documents are NOT anonymised "
+                "(the pipeline set allow_sensitive: true)."
+            )
+        return _xml("\n".join(lines))
+
+    def memo(self) -> str:
+        """The provenance memo: the run's stages, never their parameters or any text."""
+        lines = [self.summary(), "", "Stages of the run, by the time they finished:"]
+        for stage in self.stages:
+            plugin = stage.get("plugin") or {}
+            who = " ".join(str(plugin[k]) for k in ("name", "version") if plugin.get(k))
+            rows = ", ".join(f"{k}={v}" for k, v in sorted((stage.get("rows") or {}).items()))
+            line = f"- {stage.get('stage')} (uses {stage.get('uses')}{', ' + who if who else ''})"
+            line += f": {rows or 'no datasets'}; finished {stage.get('finished_at')}"
+            if stage.get("qualpipe_version"):
+                line += f"; qualpipe {stage['qualpipe_version']}"
+            if stage.get("git_sha"):
+                line += f"; git {stage['git_sha']}"
+            lines.append(line)
+        c = self.counts()
+        if c["coders"]:
+            lines += ["", "Codings per coder:", *(f"- {k}: {v}" for k, v in c["coders"].items())]
+        if c["not_exported"]:
+            lines += ["", "Codings not exported:"]
+            lines += [f"- {k}: {v}" for k, v in c["not_exported"].items()]
+        return _xml("\n".join(lines)) + "\n"
+
+
+def _variable_value(parent: ET.Element, variable_guid: str, value: str) -> None:
+    vv = ET.SubElement(parent, "VariableValue")
+    ET.SubElement(vv, "VariableRef", {"targetGUID": variable_guid})
+    ET.SubElement(vv, "TextValue").text = value
+
+
+def build_qdpx(bundle: ExportBundle, options: Mapping[str, Any] | None = None) -> QdpxContent:
+    """The members of the ``.qdpx`` archive for ``bundle``: same datasets, same bytes."""
+    project = _Project(bundle, bundle.options if options is None else options)
+    memo_guid = object_guid("note", "provenance")
+    root = project.element(memo_guid)
+    ET.indent(root, space="  ")
+    qde = '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode")
+    members = {"project.qde": (qde + "\n").encode("utf-8")}
+    for source in project.sources.values():
+        members[f"sources/{source.guid}.txt"] = source.text.text.encode("utf-8")
+    members[f"sources/{memo_guid}.txt"] = project.memo().encode("utf-8")
+    return QdpxContent(members, project.counts() | {"time": project.time})
+
+
+def write_zip(path: Path, members: Mapping[str, bytes], time: str) -> Path:
+    """A zip whose bytes depend on ``members`` and ``time`` only."""
+    moment = _utc(time) or datetime(1980, 1, 1, tzinfo=UTC)
+    stamp = max(moment, datetime(1980, 1, 1, tzinfo=UTC)).timetuple()[:6]
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            info = zipfile.ZipInfo(name, date_time=stamp)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.create_system = 3
+            info.external_attr = 0o100644 << 16
+            zf.writestr(info, data)
+    return path
+
+
+def _file_name(name: str) -> str:
+    return _UNSAFE_NAME.sub("_", name).strip("._") or "project"
+
+
+def export_qdpx(bundle: ExportBundle) -> list[Path]:
+    options = _options(bundle, "qdpx", QDPX_OPTIONS)
+    content = build_qdpx(bundle, options)
+    path = bundle.out_dir / f"{_file_name(bundle.pipeline_name)}.qdpx"
+    return [write_zip(path, content.members, content.stats["time"])]
+
+
+def export_qdc(bundle: ExportBundle) -> list[Path]:
+    options = _options(bundle, "qdc", QDC_OPTIONS)
+    book = export_codebook(bundle, options.get("codebook_name"))
+    if book is None:  # the stage checks ``needs`` first; a direct call gets this
+        raise PipelineError("export: qdc needs the codebook dataset; add a codebook stage")
+    return [write_qdc(book, bundle.out_dir / "codebook.qdc")]
+
+
+QDPX = Exporter(
+    "qdpx",
+    export_qdpx,
+    needs=("documents",),
+    version="1",
+    description=(
+        "REFI-QDA project (.qdpx) for QualCoder, NVivo, ATLAS.ti, MAXQDA: anonymised texts, "
+        "codebook, codings with memos, participants as cases"
+    ),
+)
+QDC = Exporter(
+    "qdc",
+    export_qdc,
+    needs=("codebook",),
+    version="1",
+    description="REFI-QDA codebook (codebook.qdc), the same codes and GUIDs as the .qdpx",
+)
