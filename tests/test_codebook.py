@@ -1053,7 +1053,12 @@ def test_codebook_stage_end_to_end(qualpipe_project: Project, full: Codebook) ->
         assert set(table.column("codebook_version").to_pylist()) == {expected}
         assert table.column("code_id").to_pylist() == [c.id for c in full.codes]
         assert Codebook.from_table(table, full.name, full.description) == full
-        assert qp.manifest("books", stage)["stats"] == {"codes": 7, "codebook_version": expected}
+        assert qp.manifest("books", stage)["stats"] == {
+            "codes": 7,
+            "codebook_version": expected,
+            "codebook_name": full.name,
+            "codebook_description": full.description,
+        }
     nvivo = qp.dataset("books", "from_nvivo", "codebook")
     assert nvivo.column("name").to_pylist()[0] == "Här, där och överallt"
     nvivo_version = read_qdc(qp.root / "codebooks" / "nvivo.qdc").version
