@@ -83,7 +83,7 @@ class ExportBundle:
                     "stats": m.get("stats", {}),
                 }
             )
-        return sorted(out, key=lambda s: str(s.get("finished_at")))
+        return sorted(out, key=lambda s: str(s.get("finished_at")))  # ms resolution
 
 
 ExportFunction = Callable[[ExportBundle], Sequence[Path]]

@@ -318,7 +318,7 @@ def _git_sha(directory: Path) -> str | None:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
 def execute_stage(sr: StageRun) -> dict[str, Any]:

@@ -87,7 +87,10 @@ EXPORT = StageType(
         "reports, Excel, CSV/Parquet."
     ),
     mode="whole",
-    consumes=[Input(name, name, optional=True) for name in INPUTS],
+    consumes=[
+        *(Input(name, name, optional=True) for name in INPUTS),
+        Input("proposals", "themes", optional=True),
+    ],
     produces=[Output("exports", "exports")],
     components=("exporter",),
     export=True,

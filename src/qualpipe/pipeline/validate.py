@@ -174,8 +174,13 @@ def _bind(
         else:
             pool = [c for c in candidates if c[1].kind == inp.kind]
         if spec.inputs is None and pool:
-            # The nearest earlier producer wins; two outputs of that stage are ambiguous.
+            # The nearest earlier producer wins; of its outputs of that kind, the one
+            # named like the input (theme.themes for "themes", theme.proposals for
+            # "proposals"); otherwise two outputs of that stage are ambiguous.
             pool = [c for c in pool if c[1].stage == pool[0][1].stage]
+            named = [c for c in pool if c[1].output == inp.name]
+            if len(pool) > 1 and named:
+                pool = named
         if not pool:
             if inp.optional:
                 continue
