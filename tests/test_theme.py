@@ -330,14 +330,18 @@ def test_proposals_are_separate_and_deterministic(study: Project) -> None:
     proposals = study.dataset("th", "theme", "proposals").to_pylist()
     themes = study.dataset("th", "theme", "themes").to_pylist()
     # 7 participant segments: at most one proposal per two segments
-    assert [p["theme_id"] for p in proposals] == ["proposal-1", "proposal-2", "proposal-3"]
+    clusters = [p["theme_id"] for p in proposals if p["theme_id"].startswith("proposal-")]
+    assert clusters == ["proposal-1", "proposal-2", "proposal-3"]
+    groups = [p for p in proposals if p["theme_id"].startswith("code-group-")]
+    assert all(p["proposal"] and "occur together" in p["description"] for p in groups)
     assert all(p["proposal"] is True for p in proposals)
     assert not any(t["theme_id"].startswith("proposal-") for t in themes)
-    assert sum(p["segments"] for p in proposals) == 7
-    sizes = [p["segments"] for p in proposals]
+    clustered = [p for p in proposals if p["theme_id"].startswith("proposal-")]
+    assert sum(p["segments"] for p in clustered) == 7
+    sizes = [p["segments"] for p in clustered]
     assert sizes == sorted(sizes, reverse=True)
     segments = {s["segment_id"] for s in study.dataset("th", "segment").to_pylist()}
-    for p in proposals:
+    for p in clustered:
         assert len(p["name"].split(" / ")) == 3
         assert p["description"].startswith("Machine proposal for researchers to review")
         reps = re.search(r"Representative segments: (.*)\.$", p["description"])
@@ -352,7 +356,7 @@ def test_proposals_are_separate_and_deterministic(study: Project) -> None:
         }
     manifest = study.manifest("th", "theme")
     assert manifest["stats"]["themes_with_segments"] == 5
-    assert manifest["stats"]["proposals"] == 3
+    assert manifest["stats"]["proposals"] == len(clustered) + len(groups) == 3 + len(groups)
     assert manifest["stats"]["quotes"] == 13
     _run(study, "--only", "theme", "--force")
     assert study.dataset("th", "theme", "proposals").to_pylist() == proposals

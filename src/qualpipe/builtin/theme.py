@@ -20,7 +20,7 @@ from qualpipe import Input, Output, Param, PipelineError, StageContext, StageTyp
 from qualpipe.codebook import Codebook
 from qualpipe.schemas import CODEBOOK, COOCCURRENCE, QUOTES, THEME_ASSIGNMENTS, THEMES
 from qualpipe.themes.cooccurrence import by_participant, cooccurrence_rows
-from qualpipe.themes.proposals import proposal_rows, propose
+from qualpipe.themes.proposals import code_group_rows, proposal_rows, propose
 from qualpipe.themes.quotes import (
     INTERVIEWER_LABELS,
     LABEL_STYLES,
@@ -172,6 +172,8 @@ def run(ctx: StageContext) -> None:
         spoken = [s for s in ordered if not is_interviewer(s.speaker, options.interviewer_labels)]
         found = propose(spoken, params["n_proposals"], params["seed"], matrix, row_of)
         proposals = proposal_rows(found, segments, params["seed"])
+        names = {c.id: c.name for c in book.codes}
+        proposals += code_group_rows(rollup.codes, segments, names, params["code_jaccard"])
     ctx.write("proposals", pa.Table.from_pylist(proposals, schema=THEMES.schema))
 
     with_segments = sum(1 for t in themes if t["segments"])
@@ -242,6 +244,13 @@ THEME = StageType(
         ),
         Param("proposals", "bool", True, "propose candidate themes by clustering segments"),
         Param("n_proposals", "int", 5, "most candidate themes proposed"),
+        Param(
+            "code_jaccard",
+            "float",
+            0.3,
+            "also propose groups of codes that co-occur in segments at least this often "
+            "(Jaccard share)",
+        ),
         Param("seed", "int", 0, "random seed of the clustering (fixed: same input, same output)"),
     ],
     run=run,

@@ -167,3 +167,65 @@ def proposal_rows(
             }
         )
     return rows
+
+
+def code_group_rows(
+    codes_of: Mapping[str, set[str]],
+    segments: Mapping[str, Segment],
+    names: Mapping[str, str],
+    threshold: float = 0.3,
+) -> list[dict[str, Any]]:
+    """Candidate themes from codes that keep occurring together.
+
+    Codes are grouped by single linkage over segment co-occurrence: two codes join one
+    group when the Jaccard share of their segments (both / either) reaches
+    ``threshold``. Every group of two or more codes is proposed, biggest first, with the
+    segments that carry any of its codes.
+    """
+    segments_of: dict[str, set[str]] = {}
+    for seg_id, seg_codes in codes_of.items():
+        for code in seg_codes:
+            segments_of.setdefault(code, set()).add(seg_id)
+    parent = {code: code for code in segments_of}
+
+    def find(code: str) -> str:
+        while parent[code] != code:
+            parent[code] = parent[parent[code]]
+            code = parent[code]
+        return code
+
+    codes = sorted(segments_of)
+    for i, a in enumerate(codes):
+        for b in codes[i + 1 :]:
+            both = len(segments_of[a] & segments_of[b])
+            if both and both / len(segments_of[a] | segments_of[b]) >= threshold:
+                parent[find(a)] = find(b)
+    groups: dict[str, list[str]] = {}
+    for code in codes:
+        groups.setdefault(find(code), []).append(code)
+    found = sorted(
+        (g for g in groups.values() if len(g) > 1),
+        key=lambda g: (-len(set().union(*(segments_of[c] for c in g))), g),
+    )
+    prevalence = Prevalence(segments)
+    rows = []
+    for i, group in enumerate(found, 1):
+        seg_ids = sorted(set().union(*(segments_of[c] for c in group)))
+        members = ", ".join(names.get(c, c) for c in group)
+        rows.append(
+            {
+                "theme_id": f"code-group-{i}",
+                "name": " + ".join(names.get(c, c) for c in group[:3])
+                + (" + …" if len(group) > 3 else ""),
+                "level": "theme",
+                "parent_id": None,
+                "description": (
+                    "Machine proposal for researchers to review, not an agreed theme: codes "
+                    f"that occur together in segments (Jaccard >= {threshold}): {members}."
+                ),
+                **counts(seg_ids, segments),
+                "prevalence": prevalence.json(seg_ids),
+                "proposal": True,
+            }
+        )
+    return rows
