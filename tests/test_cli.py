@@ -96,7 +96,7 @@ def test_help_lists_the_core_commands(project: Project) -> None:
     out = ok(project.run("--help"))
     listed = re.findall(r"^  (\w+) ", out.split("Commands:")[1], re.MULTILINE)
     assert listed == [
-        "agree", "inspect", "plugins", "run", "schema", "stages", "status", "validate",
+        "agree", "inspect", "plugin", "plugins", "run", "schema", "stages", "status", "validate",
     ]  # fmt: skip
 
 

@@ -71,6 +71,16 @@ def _demonym_setup(options: object) -> Any:
     return _demonym_automaton()
 
 
+LANGUAGE_CUES = frozenset(
+    "på in speak speaks spoke speaking talar talade pratar pratade pratade översatt".split()
+)
+
+
+def _prev_lower_word(text: str, start: int) -> str:
+    j = text.rfind(" ", max(0, start - 20), max(0, start - 1))
+    return text[j + 1 : start].strip().lower()
+
+
 def find_demonyms(text: str, ctx: RecogniserContext) -> Iterator[Span]:
     lex = lexicon()
     automaton = ctx.state if ctx.state is not None else _demonym_automaton()
@@ -80,6 +90,8 @@ def find_demonyms(text: str, ctx: RecogniserContext) -> Iterator[Span]:
         if (start and text[start - 1].isalnum()) or (end < n and text[end].isalnum()):
             continue
         word = text[start:end].lower()
+        if _prev_lower_word(text, start) in LANGUAGE_CUES:
+            continue  # "på svenska", "in Swedish": the language, not a nationality
         lang = lex.demonyms.get(word, "en")
         # "finns" is Finns in English but "there is" in Swedish: a demonym of another
         # language that is a common word here does not count

@@ -19,7 +19,7 @@ from operator import attrgetter
 from typing import Any
 
 from qualpipe.anonymise.gazetteer import possessive_end, starts_word
-from qualpipe.anonymise.lexicon import lower_used, name_tier
+from qualpipe.anonymise.lexicon import lexicon, lower_used, name_tier
 from qualpipe.anonymise.recognisers import Recogniser, RecogniserContext, Span
 
 _START_END = attrgetter("start", "end")
@@ -173,6 +173,10 @@ class Propagator:
             tier = 1 if match_case else 0
             if " " not in value:
                 tier = max(tier, name_tier(value, seen))
+            if etype == "OTHER":
+                # found only by the proper-noun heuristic: other mentions count when
+                # capitalised mid-sentence too, never in lower case or opening a sentence
+                tier = 2
             self.automaton.add_word(key, (len(key), etype, tier))
             self.size += 1
         if self.size:
@@ -196,5 +200,10 @@ class Propagator:
 
 
 def person_tokens(value: str) -> list[str]:
-    """The name parts of a PERSON value worth propagating on their own."""
-    return [t for t in value.replace("-", " ").split() if len(t) >= 2 and t[0].isupper()]
+    """The name parts of a PERSON value worth propagating on their own (not "I'm")."""
+    common = lexicon().common
+    return [
+        t
+        for t in value.replace("-", " ").split()
+        if len(t) >= 2 and t[0].isupper() and common.get(t.lower(), 10**6) > 100
+    ]

@@ -11,6 +11,12 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
+NATIVE_LOCALES = {
+    "en": ("en", "en_GB", "en_US", "en_IE", "en_AU", "en_CA", "en_NZ"),
+    "sv": ("sv_SE", "no_NO", "nb_NO", "da_DK", "fi_FI", "is_IS"),
+}
+_NATIVE_CACHE: dict[str, frozenset[str]] = {}
+
 #: A word ranked above this in a language's frequency list is a "common word".
 COMMON_RANK = 20000
 MONTHS_AND_DAYS = frozenset(
@@ -45,6 +51,21 @@ class Lexicon:
     surnames_by_locale: dict[str, tuple[str, ...]]
     places_by_country: dict[str, tuple[str, ...]]
     known: frozenset[str]  # every name and place, for one quick look-up
+
+    def native_name(self, word: str, language: str) -> bool:
+        """A first name or surname used in the language's countries (for "Anna" at the
+        start of a sentence; "Date" or "Han" from a distant locale is not)."""
+        return any(word in self._native_sets(loc) for loc in NATIVE_LOCALES.get(language, ()))
+
+    def _native_sets(self, locale: str) -> frozenset[str]:
+        cached = _NATIVE_CACHE.get(locale)
+        if cached is None:
+            f, m = self.first_by_locale.get(locale, ((), ()))
+            cached = (
+                frozenset(f) | frozenset(m) | frozenset(self.surnames_by_locale.get(locale, ()))
+            )
+            _NATIVE_CACHE[locale] = cached
+        return cached
 
     def is_name(self, word: str) -> bool:
         return word in self.first_names or word in self.surnames or word in self.places

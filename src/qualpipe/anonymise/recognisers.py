@@ -41,6 +41,7 @@ ENTITY_TYPES = (
     "ID",  # personnummer, samordningsnummer, NHS numbers, case and file numbers
     "MONEY",  # amounts of money
     "DEM",  # nationalities, ethnicities, religions (quasi-identifiers)
+    "OTHER",  # other proper names (the proper-noun heuristic)
 )
 
 

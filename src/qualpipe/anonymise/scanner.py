@@ -45,6 +45,8 @@ TITLES = frozenset(
     """dr mr mrs ms miss mx prof professor sir dame lady lord rev father sister nurse
     doktor fru herr fröken syster pastor advokat överläkare kurator""".split()
 )
+#: titles that are also kinship words: titles only when capitalised ("Sister Agnes")
+KINSHIP_TITLES = frozenset("sister father mother syster bror".split())
 GENDER_TITLES = frozenset("mr mrs ms miss mx herr fru fröken".split())
 #: words after which a capital letter is a label, not a person: "Article 6 (b)", "Plan B"
 LETTER_LABELS = frozenset(
@@ -132,6 +134,12 @@ def _prev_word(text: str, start: int) -> str:
     return text[j + 1 : k].rstrip(".,;:!?\"'’”)").lower()
 
 
+def _prev_capitalised(text: str, start: int) -> bool:
+    """Is the word before ``start`` capitalised ("Sister Agnes" vs "my sister Lena")?"""
+    i = _word_start(text, start)
+    return i < len(text) and text[i].isupper()
+
+
 def _word_start(text: str, start: int) -> int:
     """Start of the word before ``start`` (the title in "doktor Lind")."""
     i = start - 1
@@ -155,6 +163,19 @@ def _function_word(word: str, language: str, lex: Lexicon) -> bool:
     return rank is not None and rank <= 500
 
 
+def _plain_common(word: str, lex: Lexicon, language: str) -> bool:
+    """In the language's frequency list, whether or not it is also someone's name
+    (gazetteers hold "Court", "State", "Health" as surnames or places)."""
+    if word.endswith(("'s", "’s")):
+        word = word[:-2]
+    lower = word.lower()
+    if lower in MONTHS_AND_DAYS:
+        return True
+    rank = lex.ranks.get(language if language in lex.ranks else "en", {}).get(lower)
+    limit = 3000 if language == "sv" else 20000
+    return rank is not None and rank <= limit and not (word in lex.first_names and rank > 2000)
+
+
 def _common(word: str, lex: Lexicon, language: str) -> bool:
     """A common word of the language that is no name (for the proper-noun heuristic)."""
     if word.endswith(("'s", "’s")):
@@ -162,10 +183,15 @@ def _common(word: str, lex: Lexicon, language: str) -> bool:
     if language == "sv":
         # Swedish capitalises only proper nouns: a capital mid-sentence is a strong sign
         rank = lex.ranks.get("sv", {}).get(word.lower())
-        return (rank is not None and rank <= 300 and not lex.is_name(word)) or (
+        return (rank is not None and rank <= 3000 and not lex.is_name(word)) or (
             word.lower() in MONTHS_AND_DAYS
         )
-    return lex.is_common(word)
+    # English: common in English (wordfreq's lists are case-folded, so Swedish place
+    # names such as "skärholmen" rank high in the Swedish list: not evidence here)
+    rank = lex.ranks.get("en", {}).get(word.lower())
+    if word.lower() in MONTHS_AND_DAYS:
+        return True
+    return rank is not None and rank <= 20000 and not lex.is_name(word[:1].upper() + word[1:])
 
 
 _SUFFIX_ENDS = frozenset(x[-3:] for x in (*ORG_SUFFIXES, *STREET_SUFFIXES))
@@ -240,7 +266,8 @@ def _phrase(
     last_prev = _prev_word(text, s)
 
     # 1. context before the phrase
-    if last_prev in TITLES and not initial:
+    kinship = last_prev in KINSHIP_TITLES and not _prev_capitalised(text, s)
+    if last_prev in TITLES and not initial and not kinship:
         if last_prev not in GENDER_TITLES:  # "doktor Lind": the title goes too
             s = _word_start(text, s)
         stop = e
@@ -288,6 +315,8 @@ def _phrase(
         out.context.append(Span(s, e, "PLACE", "context", 0.5))
         return
     # 4. the proper-noun heuristic
+    if e < len(text) and text[e] == ":" and (s == 0 or text[s - 1] == "\n"):
+        return  # a speaker label ("Intervjuaren:", "Informant:")
     ps, rest = s, words
     if initial:
         if single or not _common(words[0], lex, language):
@@ -296,7 +325,8 @@ def _phrase(
         while ps < e and text[ps] in " \t":
             ps += 1
         rest = words[1:]
-    if all(_common(w.strip("'’"), lex, language) for w in rest):
+    if all(_plain_common(w.strip("'’"), lex, language) for w in rest):
+        # every word a dictionary word: "Secretary of State", "Court of Appeal"
         return
     if len(rest) == 1 and len(rest[0]) == 1 and rest[0] not in "IAO":
         # a person known by a letter: "sued by “K”", "the witness W."
@@ -354,9 +384,14 @@ def _gazetteer(
         if word.lower() in MONTHS_AND_DAYS:
             return False
         if name_tier(word) and (
-            lower_used(text, word) or (initial and _function_word(word, language, lex))
+            lower_used(text, word)
+            or (initial and _function_word(word, language, lex))
+            or (initial and not lex.native_name(word, language))
         ):
-            return False  # "Hans mamma", "per vecka", "My name": used as a word here
+            # "Hans mamma", "per vecka", "My name": used as a word here; "Date of
+            # interview": a dictionary word at the start of a sentence that is a name
+            # only in some distant locale
+            return False
         if word in places and (last_prev in PLACE_PREPOSITIONS or not is_name):
             out.gazetteer.append(Span(s, e, "PLACE", "gazetteer", 0.7))
         else:
@@ -368,8 +403,31 @@ def _gazetteer(
         w in first or w in surnames or w[:-1] in surnames or w.rstrip(".") == w[:1] + "."
         for w in words
     ]
-    if sum(names) >= 2 or (names[0] and any(w in surnames for w in words[1:])):
-        out.gazetteer.append(Span(s, e, "PERSON", "gazetteer", 0.9))
+    # word offsets, then the longest run of name words ("I'm Emma Berglund" -> the name)
+    starts, pos = [], s
+    for w in words:
+        ws = text.index(w, pos)
+        starts.append(ws)
+        pos = ws + len(w)
+    best: tuple[int, int] = (0, -1)
+    i = 0
+    while i < len(words):
+        if names[i] or (words[i] in first and name_tier(words[i]) < 2):
+            j = i
+            while j + 1 < len(words) and (
+                names[j + 1]
+                # a first name followed by an unknown capitalised word: its surname
+                or (j == i and words[i] in first and not lex.is_common(words[j + 1]))
+            ):
+                j += 1
+            if j - i > best[1] - best[0]:
+                best = (i, j)
+            i = j + 1
+        else:
+            i += 1
+    if best[1] > best[0]:
+        a, b = best
+        out.gazetteer.append(Span(starts[a], starts[b] + len(words[b]), "PERSON", "gazetteer", 0.9))
         return True
     pos = s
     found = False

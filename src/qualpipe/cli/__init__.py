@@ -23,7 +23,7 @@ from qualpipe.plugins import Manager, create_manager
 
 def build_cli(manager: Manager) -> click.Group:
     """Build the command group with core commands and every plugin's commands."""
-    from qualpipe.cli import info, inspect, run
+    from qualpipe.cli import info, inspect, run, scaffold
 
     @click.group(context_settings={"help_option_names": ["-h", "--help"]})
     @click.version_option(__version__, prog_name="qualpipe")
@@ -53,6 +53,7 @@ def build_cli(manager: Manager) -> click.Group:
         info.stages_cmd,
         info.schema_cmd,
         inspect.inspect_cmd,
+        scaffold.plugin_cmd,
     ):
         cli.add_command(command)
     manager.add_commands(cli)
