@@ -342,7 +342,15 @@ def execute_stage(sr: StageRun) -> dict[str, Any]:
     sensitivity = {
         o.name: (o.sensitive if o.sensitive is not None else in_sensitive) for o in stype.outputs
     }
-    writer = StageWriter(run.store, stage.id, kinds, who)
+    try:
+        writer = StageWriter(run.store, stage.id, kinds, who)
+    except OSError as exc:
+        raise StageError(
+            stage.id,
+            f"cannot create a staging folder in the workdir {str(run.store.root)!r}: "
+            f"{exc.strerror or exc}; check its permissions and free space, or choose "
+            "another with --workdir",
+        ) from exc
     stats: dict[str, Any] = {}
     started, t0 = _now(), time.perf_counter()
     executor_info: dict[str, Any] = {"name": "driver"}
@@ -427,7 +435,20 @@ def execute_stage(sr: StageRun) -> dict[str, Any]:
         "git_sha": _git_sha(run.pipeline.dir),
         "reason": sr.reason,
     }
-    return writer.commit(manifest, sensitivity)
+    try:
+        return writer.commit(manifest, sensitivity)
+    except OSError as exc:
+        # a full disk or a failed move while committing: the previous output stays
+        writer.abort()
+        raise StageError(
+            stage.id,
+            f"cannot commit its output to {str(run.store.stage_dir(stage.id))!r}: "
+            f"{exc.strerror or exc}; check the workdir's free space and permissions "
+            "(the previous output, if any, is kept)",
+        ) from exc
+    except BaseException:
+        writer.abort()
+        raise
 
 
 def _version() -> str:

@@ -326,6 +326,11 @@ class RunStore:
             trash = self.root / TRASH / f"{stage_id}-{uuid.uuid4().hex[:12]}"
             trash.parent.mkdir(exist_ok=True)
             final.rename(trash)
-        staged.rename(final)
+        try:
+            staged.rename(final)
+        except BaseException:
+            if trash is not None:
+                trash.rename(final)  # put the previous complete stage back
+            raise
         if trash is not None:
             shutil.rmtree(trash, ignore_errors=True)

@@ -36,7 +36,12 @@ def possessive_end(text: str, end: int) -> bool:
 
 
 def starts_word(text: str, start: int) -> bool:
-    return start == 0 or not (text[start - 1].isalnum() or text[start - 1] in "'’-")
+    if start == 0:
+        return True
+    before = text[start - 1]
+    if before in "'’":  # inside a word (O'Neill, don't), or an opening quote ('Wayne, ...')
+        return start < 2 or not text[start - 2].isalnum()
+    return not (before.isalnum() or before == "-")
 
 
 def find_gazetteer(text: str, ctx: RecogniserContext) -> Iterator[Span]:

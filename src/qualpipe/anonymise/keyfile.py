@@ -32,6 +32,10 @@ class KeyStore:
     @classmethod
     def load(cls, path: Path) -> KeyStore:
         store = cls(path)
+        # a run killed while saving can leave a temporary copy (real names): remove it
+        if path.parent.is_dir():
+            for stale in path.parent.glob(f".{path.name}.*.tmp"):
+                stale.unlink(missing_ok=True)
         if not path.exists():
             return store
         try:
