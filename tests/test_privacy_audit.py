@@ -76,7 +76,7 @@ def _pipeline(root: Path) -> str:
         ),
         "path: codebooks/sidl.yaml": f"path: {REPO / 'pipelines' / 'codebooks' / 'sidl.yaml'}",
         "formats: [qdpx, qdc, html, docx, xlsx, csv]": (
-            "formats: [qdpx, qdc, html, docx, xlsx, csv, parquet, nvivo-classification]"
+            f"formats: [qdpx, qdc, html, docx, xlsx, csv, parquet{_plugin_formats()}]"
         ),
         "out: exports/sidl ": f"out: {root / 'out'} ",
     }
@@ -84,6 +84,15 @@ def _pipeline(root: Path) -> str:
         assert old in text, f"pipelines/sidl.yaml changed: {old!r} not found"
         text = text.replace(old, new)
     return text
+
+
+def _plugin_formats() -> str:
+    """Export formats of installed plugin packages (CI installs them after the core run)."""
+    from qualpipe.plugins import create_manager
+
+    builtin = {"qdpx", "qdc", "html", "docx", "xlsx", "csv", "parquet"}
+    extra = sorted(set(create_manager().registry.components["exporter"]) - builtin)
+    return "".join(f", {name}" for name in extra)
 
 
 def _write_inputs(project: Path, docs: list[corpus.LabelledDoc]) -> list[str]:
