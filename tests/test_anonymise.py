@@ -355,3 +355,13 @@ def test_hook_qualpipe_register_recognisers_adds_a_recogniser(
     assert only.exit_code == 0
     unknown = qualpipe_project.run("run", pipe, "--set", "anonymise.recognisers=[nope]")
     assert unknown.exit_code == 2 and "unknown recogniser(s) nope" in unknown.stderr
+
+
+def test_a_pseudonym_never_contains_a_real_name(tmp_path: Path) -> None:
+    from qualpipe.anonymise.keyfile import KeyStore
+    from qualpipe.anonymise.replace import Replacer
+
+    replacer = Replacer(KeyStore(tmp_path / "k.json"), {"PERSON": "pseudonym"}, {"Eva"})
+    # "Eva-Lena" would put the real name "Eva" into the output (a leak-guard failure)
+    for _ in range(20):
+        assert replacer._pick(["Eva-Lena", "Maja"], "PERSON", "x") in ("Maja", "")

@@ -152,8 +152,12 @@ class Replacer:
         start = int.from_bytes(digest[:8], "big") % len(pool)
         for i in range(len(pool)):
             candidate = pool[(start + i) % len(pool)]
-            if casefold_same_length(candidate) not in self.taken:
-                self.taken.add(casefold_same_length(candidate))
+            folded = casefold_same_length(candidate)
+            # neither the pseudonym nor any part of it ("Eva" in "Eva-Lena") may be a
+            # real value of the corpus: the output would then show a real name
+            parts = folded.replace("-", " ").split()
+            if folded not in self.taken and not any(p in self.taken for p in parts):
+                self.taken.add(folded)
                 return candidate
         return ""
 
