@@ -23,7 +23,7 @@ from typing import Any
 
 from qualpipe.anonymise.lexicon import lexicon
 from qualpipe.anonymise.recognisers import Recogniser, RecogniserContext, Span
-from qualpipe.anonymise.scanner import scan
+from qualpipe.anonymise.scanner import prev_word, scan
 from qualpipe.transcripts import INTERVIEWER_LABELS, KNOWN_LABELS
 
 
@@ -76,11 +76,6 @@ LANGUAGE_CUES = frozenset(
 )
 
 
-def _prev_lower_word(text: str, start: int) -> str:
-    j = text.rfind(" ", max(0, start - 20), max(0, start - 1))
-    return text[j + 1 : start].strip().lower()
-
-
 def find_demonyms(text: str, ctx: RecogniserContext) -> Iterator[Span]:
     lex = lexicon()
     automaton = ctx.state if ctx.state is not None else _demonym_automaton()
@@ -90,7 +85,7 @@ def find_demonyms(text: str, ctx: RecogniserContext) -> Iterator[Span]:
         if (start and text[start - 1].isalnum()) or (end < n and text[end].isalnum()):
             continue
         word = text[start:end].lower()
-        if _prev_lower_word(text, start) in LANGUAGE_CUES:
+        if prev_word(text, start) in LANGUAGE_CUES:
             continue  # "på svenska", "in Swedish": the language, not a nationality
         lang = lex.demonyms.get(word, "en")
         # "finns" is Finns in English but "there is" in Swedish: a demonym of another

@@ -21,11 +21,11 @@ from typing import Any
 from qualpipe.anonymise.gazetteer import possessive_end, starts_word
 from qualpipe.anonymise.lexicon import lexicon, lower_used, name_tier
 from qualpipe.anonymise.recognisers import Recogniser, RecogniserContext, Span
+from qualpipe.anonymise.scanner import sentence_start
 
 _START_END = attrgetter("start", "end")
 DENY_PRIORITY = 90
 PROPAGATION_PRIORITY = 60
-_SENTENCE_END = '.!?:;"“”(\n•-–—'
 
 
 def casefold_same_length(text: str) -> str:
@@ -34,13 +34,6 @@ def casefold_same_length(text: str) -> str:
     if len(lowered) == len(text):
         return lowered
     return "".join(ch.lower() if len(ch.lower()) == 1 else ch for ch in text)
-
-
-def sentence_initial(text: str, start: int) -> bool:
-    i = start - 1
-    while i >= 0 and text[i] in " \t":
-        i -= 1
-    return i < 0 or text[i] in _SENTENCE_END
 
 
 def normalise_value(value: str) -> str:
@@ -193,7 +186,7 @@ class Propagator:
                 continue
             if tier and not text[start].isupper():
                 continue
-            if tier == 2 and length > 1 and sentence_initial(text, start):
+            if tier == 2 and length > 1 and sentence_start(text, start):
                 continue
             out.append(Span(start, end, etype, recogniser, 1.0))
         return out

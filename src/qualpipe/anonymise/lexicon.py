@@ -74,7 +74,7 @@ class Lexicon:
         """A common word that is not (also) a name or place in the gazetteers.
 
         wordfreq lower-cases everything, so "johan" and "karin" rank high although they
-        are names; names are judged on the text instead (see :meth:`ambiguous`).
+        are names; names are judged on the text instead (see :func:`name_tier`).
         """
         lower = word.lower()
         if lower in MONTHS_AND_DAYS:
@@ -82,11 +82,6 @@ class Lexicon:
         if self.common.get(lower, COMMON_RANK + 1) > COMMON_RANK:
             return False
         return not self.is_name(word[:1].upper() + word[1:])
-
-    def ambiguous(self, word: str) -> bool:
-        """A name spelled like a common word ("Hans", "Per", "Will", "Hope", "March")."""
-        lower = word.lower()
-        return lower in MONTHS_AND_DAYS or self.common.get(lower, COMMON_RANK + 1) <= COMMON_RANK
 
 
 @cache

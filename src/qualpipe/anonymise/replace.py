@@ -247,8 +247,3 @@ class Remapper:
         if offset < r.old_end:
             return r.start if side == "start" else r.end
         return offset + (r.end - r.old_end)
-
-
-def remap(offset: int, done: Sequence[Replaced], side: str) -> int:
-    """Map one offset (see :class:`Remapper`, which is faster for many offsets)."""
-    return Remapper(done)(offset, side)

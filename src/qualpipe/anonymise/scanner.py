@@ -37,8 +37,6 @@ _TOK = rf"(?:[{_UP}]\.(?:[{_UP}]\.)*(?=[ \t]+[{_UP}])|[{_UP}][\w'’-]*)"
 _CONNECT = r"(?:of|de|la|du|van|von|der|den|af|av|al|bin|ibn|el|upon|on|the)"
 _PHRASE = rf"{_TOK}(?:(?:[ \t]+{_CONNECT}){{0,2}}[ \t]+{_TOK})*"
 PHRASE = re.compile(_PHRASE)
-_BOUNDARY = r"(?<![\w'’-])"
-_STOP = r".!?:;\n\"“”(•–—"
 _NEXT = re.compile(r"[ \t]+([\w'’-]+)")
 
 TITLES = frozenset(
@@ -124,7 +122,7 @@ def _prev_words(text: str, start: int, n: int = 3) -> str:
     return " ".join(text[lo:start].lower().split()[-n:])
 
 
-def _prev_word(text: str, start: int) -> str:
+def prev_word(text: str, start: int) -> str:
     """The word before ``start``, lower case, without a final full stop."""
     k = start
     while k > 0 and text[k - 1] in " \t":
@@ -150,7 +148,9 @@ def _word_start(text: str, start: int) -> int:
     return i + 1
 
 
-def _sentence_start(text: str, start: int) -> bool:
+def sentence_start(text: str, start: int) -> bool:
+    """Does ``start`` open a sentence (only spaces after ``.!?:;``, a quote, a dash, a
+    line break, or the beginning of the text)?"""
     i = start - 1
     while i >= 0 and text[i] in " \t":
         i -= 1
@@ -263,7 +263,7 @@ def _phrase(
             stop -= 1
         out.context.append(Span(ps, stop, "PERSON", "context", 0.9))
         return
-    last_prev = _prev_word(text, s)
+    last_prev = prev_word(text, s)
 
     # 1. context before the phrase
     kinship = last_prev in KINSHIP_TITLES and not _prev_capitalised(text, s)
