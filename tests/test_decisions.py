@@ -1,0 +1,213 @@
+"""The decisions store: validation, append-only JSON Lines, effective decisions, fingerprints."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from qualpipe.decisions import (
+    ACTIONS,
+    TARGETS,
+    Decision,
+    DecisionError,
+    DecisionStore,
+)
+
+FINDING = {"document_id": "d1", "start": 10, "end": 18, "type": "PERSON", "replacement": "Person 3"}
+
+
+def coding(
+    action: str, seg: str = "s1", code: str = "support/practical", **value: object
+) -> Decision:
+    return Decision("coding", action, {"segment_id": seg, "code": code}, dict(value), who="ana")
+
+
+def test_contract_names() -> None:
+    assert TARGETS == ("finding", "coding", "theme", "quote")
+    assert ACTIONS == ("accept", "reject", "edit", "add", "merge", "rename")
+
+
+def test_append_fills_id_time_and_user_and_round_trips(tmp_path: Path) -> None:
+    store = DecisionStore(tmp_path / "d" / "p.jsonl")
+    assert store.all() == [] and not store.path.exists()
+    d = store.append(Decision("finding", "reject", dict(FINDING)))
+    assert len(d.id) == 32 and d.at.endswith("Z") and d.who
+    assert store.path.exists()
+    assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
+    (back,) = store.all()
+    assert back == d
+    assert Decision.from_json(d.to_json()) == d
+    line = store.path.read_text().splitlines()[0]
+    assert json.loads(line)["ref"] == FINDING
+
+
+def test_existing_file_is_made_private(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    path.write_text("")
+    path.chmod(0o644)
+    DecisionStore(path).append(coding("accept"))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_append_only_keeps_every_line(tmp_path: Path) -> None:
+    store = DecisionStore(tmp_path / "p.jsonl")
+    store.append(coding("reject"))
+    store.extend([coding("accept"), coding("add", seg="s2", start=3, end=9)])
+    assert [d.action for d in store.all()] == ["reject", "accept", "add"]
+    assert len(store.path.read_text().splitlines()) == 3
+
+
+@pytest.mark.parametrize(
+    ("decision", "message"),
+    [
+        (Decision("segment", "accept", {}), "unknown decision target 'segment'"),
+        (
+            Decision("coding", "approve", {"segment_id": "s", "code": "c"}),
+            "unknown decision action 'approve'",
+        ),
+        (
+            Decision("quote", "rename", {"theme_id": "t", "segment_id": "s"}),
+            "a quote decision cannot be 'rename'",
+        ),
+        (
+            Decision("coding", "reject", {"segment_id": "s"}),
+            "coding/reject decision ref lacks code",
+        ),
+        (
+            Decision("coding", "reject", {"segment_id": "s", "code": "c", "text": "x"}),
+            "unknown keys text",
+        ),
+        (Decision("finding", "reject", {**FINDING, "start": -1}), "start must be a whole number"),
+        (
+            Decision("finding", "reject", {**FINDING, "start": 30}),
+            "start (30) must be before end (18)",
+        ),
+        (
+            Decision(
+                "finding", "add", {"document_id": "d", "start": 1, "end": 4}, {"text": "Hope"}
+            ),
+            "value lacks type",
+        ),
+        (Decision("theme", "rename", {"theme_id": "t1"}), "value lacks name"),
+        (Decision("theme", "merge", {"theme_id": "t1"}, {"name": "x"}), "value lacks into"),
+        (coding("edit"), "needs code and/or start and end"),
+        (coding("add", start=4), "give both start and end"),
+        (
+            Decision("coding", "accept", {"segment_id": "s", "code": ""}),
+            "code must be a non-empty string",
+        ),
+        (
+            Decision("theme", "accept", {"theme_id": "t"}, source="web"),
+            "unknown decision source 'web'",
+        ),
+    ],
+)
+def test_invalid_decisions_are_one_line_errors(
+    tmp_path: Path, decision: Decision, message: str
+) -> None:
+    store = DecisionStore(tmp_path / "p.jsonl")
+    with pytest.raises(DecisionError) as err:
+        store.append(decision)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+    assert not store.path.exists()
+
+
+def test_corrupt_line_names_file_and_line(tmp_path: Path) -> None:
+    store = DecisionStore(tmp_path / "p.jsonl")
+    store.append(coding("accept"))
+    with store.path.open("a") as fh:
+        fh.write("{not json\n")
+    with pytest.raises(DecisionError, match=r"p\.jsonl:2: not a JSON decision"):
+        store.all()
+    store.path.write_text(json.dumps({"target": "coding", "action": "zap", "ref": {}}) + "\n")
+    with pytest.raises(DecisionError, match=r"p\.jsonl:1: unknown decision action 'zap'"):
+        store.all()
+
+
+def test_effective_latest_per_reference_wins(tmp_path: Path) -> None:
+    store = DecisionStore(tmp_path / "p.jsonl")
+    store.append(coding("reject", seg="s1"))
+    store.append(coding("accept", seg="s2"))
+    store.append(coding("accept", seg="s1"))  # changes its mind about s1
+    store.append(Decision("theme", "rename", {"theme_id": "t1"}, {"name": "Being seen"}))
+    eff = store.effective("coding")
+    assert [(d.ref["segment_id"], d.action) for d in eff] == [("s2", "accept"), ("s1", "accept")]
+    assert len(store.effective()) == 3
+    assert [d.target for d in store.effective("theme")] == ["theme"]
+    with pytest.raises(DecisionError, match="unknown decision target"):
+        store.effective("segment")
+
+
+def test_finding_key_is_the_span(tmp_path: Path) -> None:
+    store = DecisionStore(tmp_path / "p.jsonl")
+    store.append(Decision("finding", "reject", dict(FINDING)))
+    store.append(Decision("finding", "accept", dict(FINDING)))
+    store.append(
+        Decision(
+            "finding",
+            "add",
+            {"document_id": "d1", "start": 40, "end": 44},
+            {"text": "Hope", "type": "PLACE"},
+        )
+    )
+    assert [d.action for d in store.effective("finding")] == ["accept", "add"]
+
+
+def test_undo_returns_the_reference_to_undecided(tmp_path: Path) -> None:
+    store = DecisionStore(tmp_path / "p.jsonl")
+    first = store.append(coding("accept", seg="s1"))
+    rejected = store.append(coding("reject", seg="s1"))
+    before = store.fingerprint(["coding"])
+    store.undo(rejected.id, who="bo")
+    assert store.effective("coding") == []
+    assert store.fingerprint(["coding"]) == DecisionStore(tmp_path / "none.jsonl").fingerprint(
+        ["coding"]
+    )
+    assert store.fingerprint(["coding"]) != before
+    assert len(store.all()) == 3 and store.all()[0] == first  # nothing removed from the file
+    with pytest.raises(DecisionError, match="no decision with id 'nope'"):
+        store.undo("nope")
+
+
+def test_fingerprint_covers_only_its_targets_and_what_stages_act_on(tmp_path: Path) -> None:
+    store = DecisionStore(tmp_path / "p.jsonl")
+    empty_coding = store.fingerprint(["coding"])
+    empty_theme = store.fingerprint(["theme", "quote"])
+    store.append(coding("reject"))
+    assert store.fingerprint(["coding"]) != empty_coding
+    assert store.fingerprint(["theme", "quote"]) == empty_theme
+    fp = store.fingerprint(["coding"])
+    # the same decision taken again (new id, time, memo) changes nothing stages act on
+    store.append(
+        Decision(
+            "coding",
+            "reject",
+            {"segment_id": "s1", "code": "support/practical"},
+            memo="again",
+            who="ana",
+        )
+    )
+    assert store.fingerprint(["coding"]) == fp
+    store.append(Decision("theme", "reject", {"theme_id": "t9"}))
+    assert store.fingerprint(["theme"]) != empty_theme
+    assert store.fingerprint(["coding"]) == fp
+    with pytest.raises(DecisionError):
+        store.fingerprint(["segment"])
+
+
+def test_for_pipeline_locations(tmp_path: Path) -> None:
+    pipeline = tmp_path / "pipes" / "study.yaml"
+    assert (
+        DecisionStore.for_pipeline(pipeline, "study").path
+        == (tmp_path / "pipes" / "decisions" / "study.jsonl").resolve()
+    )
+    assert (
+        DecisionStore.for_pipeline(pipeline, "study", Path("my/d.jsonl")).path
+        == (tmp_path / "pipes" / "my" / "d.jsonl").resolve()
+    )
+    absolute = tmp_path / "elsewhere.jsonl"
+    assert DecisionStore.for_pipeline(pipeline, "study", absolute).path == absolute
