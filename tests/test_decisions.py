@@ -211,3 +211,31 @@ def test_for_pipeline_locations(tmp_path: Path) -> None:
     )
     absolute = tmp_path / "elsewhere.jsonl"
     assert DecisionStore.for_pipeline(pipeline, "study", absolute).path == absolute
+
+
+def test_pipeline_file_decisions_key(tmp_path: Path) -> None:
+    from qualpipe.errors import PipelineError
+    from qualpipe.pipeline.model import load_pipeline
+
+    base = "qualpipe: 1\nname: study\nstages:\n  - id: ingest\n    uses: ingest\n"
+    (tmp_path / "a.yaml").write_text(base)
+    assert (
+        load_pipeline(tmp_path / "a.yaml").decision_store().path
+        == tmp_path.resolve() / "decisions" / "study.jsonl"
+    )
+    (tmp_path / "b.yaml").write_text(base + "decisions: review/d.jsonl\n")
+    assert (
+        load_pipeline(tmp_path / "b.yaml").decision_store().path
+        == tmp_path.resolve() / "review" / "d.jsonl"
+    )
+    (tmp_path / "c.yaml").write_text(base + "decisions: [x]\n")
+    with pytest.raises(PipelineError, match=r"c\.yaml:6:\d+: decisions: must be the path"):
+        load_pipeline(tmp_path / "c.yaml")
+
+
+def test_json_schema_knows_the_decisions_key() -> None:
+    from qualpipe.pipeline.jsonschema import pipeline_schema
+    from qualpipe.plugins import create_manager
+
+    schema = pipeline_schema(create_manager().registry)
+    assert schema["properties"]["decisions"]["type"] == "string"

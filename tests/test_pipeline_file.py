@@ -138,7 +138,7 @@ ERRORS = [
             uses: ingest
         """,
         "pipeline.yaml:3:1: unknown top-level key 'parms' (allowed: qualpipe, name, "
-        "description, params, stages, executor, workdir); did you mean 'params'?",
+        "description, params, stages, executor, workdir, decisions); did you mean 'params'?",
         id="unknown-top-level-key",
     ),
     pytest.param(

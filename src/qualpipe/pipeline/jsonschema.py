@@ -88,6 +88,10 @@ def pipeline_schema(registry: Registry) -> dict[str, Any]:
                 "type": "string",
                 "description": "run store folder (default .qualpipe/NAME)",
             },
+            "decisions": {
+                "type": "string",
+                "description": "researchers' decisions file (default decisions/NAME.jsonl)",
+            },
             "executor": {
                 "oneOf": [
                     {"type": "string"},

@@ -13,13 +13,25 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qualpipe.errors import Location, PipelineError
 from qualpipe.pipeline.yamlload import Locations, load_yaml, parse_scalar
 
+if TYPE_CHECKING:
+    from qualpipe.decisions import DecisionStore
+
 FORMAT_VERSION = 1
-TOP_KEYS = ("qualpipe", "name", "description", "params", "stages", "executor", "workdir")
+TOP_KEYS = (
+    "qualpipe",
+    "name",
+    "description",
+    "params",
+    "stages",
+    "executor",
+    "workdir",
+    "decisions",
+)
 STAGE_KEYS = ("id", "uses", "with", "inputs", "description", "batch_size")
 ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 INTERP_RE = re.compile(r"\$\{([^}]*)\}")
@@ -57,10 +69,19 @@ class Pipeline:
     locations: Locations
     executor: dict[str, Any] = field(default_factory=dict)
     workdir: str | None = None
+    #: the decisions file (``decisions:``), relative to the file; default decisions/<name>.jsonl
+    decisions: str | None = None
 
     @property
     def dir(self) -> Path:
         return self.path.parent
+
+    def decision_store(self) -> DecisionStore:
+        """The researchers' decisions about this pipeline's suggestions (docs/review.md)."""
+        from qualpipe.decisions import DecisionStore
+
+        override = Path(self.decisions) if self.decisions else None
+        return DecisionStore.for_pipeline(self.path, self.name, override)
 
     def stage(self, stage_id: str) -> StageSpec:
         for s in self.stages:
@@ -295,6 +316,11 @@ def load_pipeline(path: Path | str, overrides: Sequence[str] = ()) -> Pipeline:
     workdir = data.get("workdir")
     if workdir is not None and not isinstance(workdir, str):
         raise _err("workdir: must be a path", locs, "workdir")
+    decisions = data.get("decisions")
+    if decisions is not None and (not isinstance(decisions, str) or not decisions.strip()):
+        raise _err(
+            "decisions: must be the path of the decisions file (JSON Lines)", locs, "decisions"
+        )
     return Pipeline(
         path=path.resolve(),
         name=name,
@@ -304,4 +330,5 @@ def load_pipeline(path: Path | str, overrides: Sequence[str] = ()) -> Pipeline:
         locations=locs,
         executor=dict(executor),
         workdir=workdir,
+        decisions=decisions,
     )
