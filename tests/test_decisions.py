@@ -239,3 +239,50 @@ def test_json_schema_knows_the_decisions_key() -> None:
 
     schema = pipeline_schema(create_manager().registry)
     assert schema["properties"]["decisions"]["type"] == "string"
+
+
+def test_stage_types_name_known_targets() -> None:
+    from qualpipe.stage import StageType
+
+    def run(ctx: object) -> None:
+        return None
+
+    assert StageType("x", "x", "whole", run=run, decisions=["coding"]).decisions == ("coding",)
+    with pytest.raises(ValueError, match="reads decisions about 'segment'"):
+        StageType("x", "x", "whole", run=run, decisions=["segment"])
+
+
+def test_explain_change_names_the_decision_targets() -> None:
+    from qualpipe.fingerprint import explain_change
+
+    old = {"format": 1, "params": "p", "inputs": {"a": "1"}}
+    assert (
+        explain_change(old, {**old, "decisions": {"coding": "f"}}) == "decisions changed (coding)"
+    )
+    both = {**old, "decisions": {"theme": "1", "quote": "2"}}
+    assert explain_change(both, {**old, "decisions": {"theme": "1"}}) == "decisions changed (quote)"
+
+
+def test_batch_jobs_with_decisions_pickle() -> None:
+    import pickle
+
+    from qualpipe.builtin.code import CODE
+    from qualpipe.executors.base import BatchJob
+
+    job = BatchJob("code", CODE, {}, {}, {}, "who", 10, decisions=[coding("reject")])
+    assert pickle.loads(pickle.dumps(job)).decisions == [coding("reject")]
+
+
+def test_summarise_counts_only() -> None:
+    from qualpipe.decisions import summarise
+
+    ds = [
+        coding("reject"),
+        coding("add", seg="s2"),
+        Decision("theme", "reject", {"theme_id": "t"}, who="bo"),
+    ]
+    assert summarise(ds) == {
+        "total": 3,
+        "by_target": {"coding": {"reject": 1, "add": 1}, "theme": {"reject": 1}},
+        "by_person": {"ana": {"reject": 1, "add": 1}, "bo": {"reject": 1}},
+    }

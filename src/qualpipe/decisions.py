@@ -336,32 +336,53 @@ class DecisionStore:
     def effective(self, target: str | None = None) -> list[Decision]:
         """The latest decision per (target, reference key), in file order; an undo
         leaves its reference undecided."""
-        if target is not None and target not in TARGETS:
-            raise DecisionError(
-                f"unknown decision target {target!r}; use one of {', '.join(TARGETS)}"
-            )
-        latest: dict[tuple[Any, ...], tuple[int, Decision]] = {}
-        for i, d in enumerate(self.all()):
-            if target is None or d.target == target:
-                latest[d.key()] = (i, d)
-        return [d for _, d in sorted(latest.values(), key=lambda x: x[0]) if d.action != UNDO]
+        return effective_of(self.all(), target)
 
     def fingerprint(self, targets: Iterable[str]) -> str:
         """sha256 over the effective decisions of those targets (what stages act on:
         memo, id and time left out, so re-taking the same decision changes nothing)."""
-        wanted = set(targets)
-        unknown = wanted - set(TARGETS)
-        if unknown:
-            raise DecisionError(
-                f"unknown decision targets {sorted(unknown)}; use {', '.join(TARGETS)}"
-            )
-        rows = [
-            {"target": d.target, "action": d.action, "ref": d.ref, "value": d.value, "who": d.who}
-            for d in self.effective()
-            if d.target in wanted
-        ]
-        rows.sort(key=lambda r: json.dumps(r, sort_keys=True, ensure_ascii=False))
-        text = json.dumps(
-            {"targets": sorted(wanted), "decisions": rows}, sort_keys=True, ensure_ascii=False
-        )
-        return hashlib.sha256(text.encode()).hexdigest()
+        return fingerprint_of(self.effective(), targets)
+
+
+def effective_of(decisions: Iterable[Decision], target: str | None = None) -> list[Decision]:
+    """The latest decision per (target, reference key) of ``decisions`` (in file order)."""
+    if target is not None and target not in TARGETS:
+        raise DecisionError(f"unknown decision target {target!r}; use one of {', '.join(TARGETS)}")
+    latest: dict[tuple[Any, ...], tuple[int, Decision]] = {}
+    for i, d in enumerate(decisions):
+        if target is None or d.target == target:
+            latest[d.key()] = (i, d)
+    return [d for _, d in sorted(latest.values(), key=lambda x: x[0]) if d.action != UNDO]
+
+
+def fingerprint_of(decisions: Iterable[Decision], targets: Iterable[str]) -> str:
+    """sha256 over the effective ones of ``decisions`` whose target is in ``targets``."""
+    wanted = set(targets)
+    unknown = wanted - set(TARGETS)
+    if unknown:
+        raise DecisionError(f"unknown decision targets {sorted(unknown)}; use {', '.join(TARGETS)}")
+    rows = [
+        {"target": d.target, "action": d.action, "ref": d.ref, "value": d.value, "who": d.who}
+        for d in effective_of(decisions)
+        if d.target in wanted
+    ]
+    rows.sort(key=lambda r: json.dumps(r, sort_keys=True, ensure_ascii=False))
+    text = json.dumps(
+        {"targets": sorted(wanted), "decisions": rows}, sort_keys=True, ensure_ascii=False
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def summarise(decisions: Iterable[Decision]) -> dict[str, Any]:
+    """Counts of decisions (never their content) by target and action and by person:
+    what stage manifests record and the report's provenance shows."""
+    by_target: dict[str, dict[str, int]] = {}
+    by_person: dict[str, dict[str, int]] = {}
+    total = 0
+    for d in decisions:
+        total += 1
+        t = by_target.setdefault(d.target, {})
+        t[d.action] = t.get(d.action, 0) + 1
+        p = by_person.setdefault(d.who or "unknown", {})
+        p[d.action] = p.get(d.action, 0) + 1
+    return {"total": total, "by_target": by_target, "by_person": by_person}

@@ -113,6 +113,10 @@ def explain_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
             return f"files of parameter {name!r} changed"
     if old.get("components") != new.get("components"):
         return "components (readers, recognisers, ...) changed"
+    old_dec, new_dec = old.get("decisions", {}), new.get("decisions", {})
+    if old_dec != new_dec:
+        targets = sorted(t for t in set(old_dec) | set(new_dec) if old_dec.get(t) != new_dec.get(t))
+        return f"decisions changed ({', '.join(targets)})"
     old_in, new_in = old.get("inputs", {}), new.get("inputs", {})
     for name in sorted(set(old_in) | set(new_in)):
         if old_in.get(name) != new_in.get(name):

@@ -20,6 +20,8 @@ from typing import Any
 
 import structlog
 
+from qualpipe.decisions import Decision as HumanDecision
+from qualpipe.decisions import effective_of, fingerprint_of, summarise
 from qualpipe.errors import (
     PipelineError,
     PluginError,
@@ -131,6 +133,7 @@ class RunContext:
         self.executor: Executor | None = None
         self.reporter: Reporter = make_reporter(options.progress)
         self._decided: dict[str, Decision] = {}
+        self._human: list[HumanDecision] | None = None
         self._selection = self._select()
 
     @property
@@ -211,7 +214,31 @@ class RunContext:
         if stage.type.components:
             registry = self.manager.registry
             comps["components"] = {f: registry.component_versions(f) for f in stage.type.components}
+        if stage.type.decisions:
+            # only targets with decisions count, so a stage without any keeps its fingerprint
+            decided = self.decisions_for(stage.type)
+            per_target = {
+                t: fingerprint_of(decided, [t])
+                for t in stage.type.decisions
+                if any(d.target == t for d in decided)
+            }
+            if per_target:
+                comps["decisions"] = per_target
         return comps
+
+    def human_decisions(self) -> list[HumanDecision]:
+        """The researchers' decisions (docs/review.md), read once per run so a stage's
+        fingerprint and what it acts on come from the same snapshot."""
+        if self._human is None:
+            self._human = self.pipeline.decision_store().all()
+        return self._human
+
+    def decisions_for(self, stype: StageType) -> list[HumanDecision]:
+        """The effective decisions of the targets the stage type reads."""
+        if not stype.decisions:
+            return []
+        wanted = set(stype.decisions)
+        return [d for d in effective_of(self.human_decisions()) if d.target in wanted]
 
     def components_for(self, stype: StageType) -> dict[str, dict[str, Any]]:
         """The registered components of each family the stage type uses."""
@@ -368,6 +395,7 @@ def execute_stage(sr: StageRun) -> dict[str, Any]:
                 batch_size=stage.spec.batch_size or 256,
                 side=side,
                 components=run.components_for(stype),
+                decisions=run.decisions_for(stype),
             )
             assert run.executor is not None
             executor_info = run.executor.describe()
@@ -390,6 +418,7 @@ def execute_stage(sr: StageRun) -> dict[str, Any]:
                     pipeline_name=run.pipeline.name,
                     workdir=run.store.root,
                     artifacts_dir=writer.dir,
+                    decisions=run.decisions_for(stype),
                 )
                 stype.run(ctx)
     except BaseException as exc:
@@ -409,6 +438,9 @@ def execute_stage(sr: StageRun) -> dict[str, Any]:
             f"{type(exc).__name__}: {msg} (run with --debug for the traceback)",
             stage.plugin.name,
         ) from exc
+    if stype.decisions:
+        # counts only: the report's provenance says how many suggestions people decided on
+        stats["decisions"] = summarise(run.decisions_for(stype))
     manifest = {
         "stage_id": stage.id,
         "uses": stype.name,

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pyarrow as pa
 
 if TYPE_CHECKING:
+    from qualpipe.decisions import Decision
     from qualpipe.store import DatasetReader
 
 ParamType = Literal[
@@ -142,7 +143,10 @@ class StageType:
     versions are part of the stage fingerprint. ``export=True`` makes the runner refuse
     sensitive inputs unless the pipeline sets ``allow_sensitive: true`` for the stage
     (the parameter is added automatically). ``version`` overrides the plugin version in
-    the stage fingerprint: bump it when the stage's output changes.
+    the stage fingerprint: bump it when the stage's output changes. ``decisions`` names
+    the targets of researchers' decisions the stage reads (``("coding",)``, see
+    :mod:`qualpipe.decisions`): the runner hands it the effective ones as
+    ``ctx.decisions`` and adds their fingerprint to the stage's.
     """
 
     name: str
@@ -158,8 +162,18 @@ class StageType:
     version: str | None = None
     family: str | None = None
     components: Sequence[str] = ()
+    decisions: Sequence[str] = ()
 
     def __post_init__(self) -> None:
+        from qualpipe.decisions import TARGETS
+
+        object.__setattr__(self, "decisions", tuple(self.decisions))
+        for target in self.decisions:
+            if target not in TARGETS:
+                raise ValueError(
+                    f"stage type {self.name!r} reads decisions about {target!r}; "
+                    f"targets are {', '.join(TARGETS)}"
+                )
         object.__setattr__(self, "consumes", _as_inputs(self.consumes))
         object.__setattr__(self, "produces", _as_outputs(self.produces))
         params = tuple(self.params)
@@ -202,6 +216,8 @@ class BatchContext:
     state: Any = None
     batch_index: int = 0
     components: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: the effective decisions of the targets the stage type reads (``StageType.decisions``)
+    decisions: Sequence[Decision] = ()
 
 
 class StageContext:
@@ -220,8 +236,11 @@ class StageContext:
         pipeline_name: str = "",
         workdir: Path | None = None,
         artifacts_dir: Path | None = None,
+        decisions: Sequence[Decision] = (),
     ) -> None:
         self.stage_id = stage_id
+        #: the effective decisions of the targets the stage type reads
+        self.decisions: list[Decision] = list(decisions)
         self.components = components or {}
         self.pipeline_name = pipeline_name
         self.workdir = workdir

@@ -20,6 +20,7 @@ from typing import Any
 import pyarrow as pa
 
 from qualpipe.datasets import DatasetKind
+from qualpipe.decisions import Decision
 from qualpipe.errors import DatasetError
 from qualpipe.fingerprint import canonical_json, sha256_text
 from qualpipe.stage import BatchContext, StageType
@@ -42,6 +43,8 @@ class BatchJob:
     batch_size: int
     side: dict[str, pa.Table] = field(default_factory=dict)
     components: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: effective decisions the stage type reads (frozen dataclasses: picklable)
+    decisions: list[Decision] = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -73,6 +76,7 @@ def run_one_batch(
         state=job_state(job),
         batch_index=batch_index,
         components=job.components,
+        decisions=job.decisions,
     )
     result = job.stage_type.process_batch(batch, ctx)
     if not isinstance(result, Mapping):
