@@ -24,6 +24,7 @@ import structlog
 from qualpipe import Output, Param, PipelineError, StageContext, StageError, StageType, hookimpl
 from qualpipe.anonymise.api import collect_values
 from qualpipe.anonymise.context import CONTEXT, DEMONYMS, PROPER_NOUNS, _is_role
+from qualpipe.anonymise.decisions import reviewed_lists
 from qualpipe.anonymise.engine import DocContext, Engine, Propagator, merge, person_tokens
 from qualpipe.anonymise.gazetteer import GAZETTEER
 from qualpipe.anonymise.keyfile import KeyStore
@@ -172,9 +173,14 @@ def run(ctx: StageContext) -> None:
             raise PipelineError(
                 f"anonymise: replace: {etype}: unknown mode {mode!r} (modes: {', '.join(MODES)})"
             )
-    engine = Engine(_select(ctx), options)
     key_path = _key_path(ctx)
     key = KeyStore.load(key_path)
+    # researchers' decisions (docs/review.md): missed identifiers -> deny, false positives
+    # -> allow (resolved through the key; in memory only)
+    reviewed = reviewed_lists(ctx.decisions, key)
+    options["deny_values"] = options["deny_values"] + reviewed.deny
+    options["allow"] = options["allow"] + reviewed.allow
+    engine = Engine(_select(ctx), options)
     name_attrs = {a.lower() for a in params["name_attributes"]}
 
     # -- pass 1: find, and collect every distinct value -------------------------------
@@ -264,6 +270,9 @@ def run(ctx: StageContext) -> None:
     ctx.note("documents", index)
     ctx.note("distinct_values", len(values))
     ctx.note("key_entries_added", key.added)
+    if ctx.decisions:
+        for name, n in reviewed.stats().items():
+            ctx.note(name, n)
     log.info("anonymised", documents=index, replacements=sum(stats.values()), key_added=key.added)
 
 
@@ -394,6 +403,7 @@ ANONYMISE = StageType(
     ],
     run=run,
     version="1",
+    decisions=("finding",),
 )
 
 

@@ -6,22 +6,31 @@ coder's name, version and a hash of its settings, the codebook version and the
 evidence, with status ``suggested``: machine codings are suggestions for people to
 review; they never overwrite human codings (those come from an import stage and are
 kept apart, with status ``human``).
+
+Researchers' ``coding`` decisions (docs/review.md) are applied to every batch: a
+rejected (segment, code) is dropped and never suggested again, an accepted one gets
+status ``accepted``, and added or edited codings become human codings (status
+``human``, coder ``human:<who>``), which the theme stage counts like imported ones.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
+import structlog
 
 from qualpipe import BatchContext, Input, Param, PipelineError, StageType, hookimpl
 from qualpipe.codebook import Codebook
 from qualpipe.coding.coders import Coder, CoderContext, Suggestion
+from qualpipe.decisions import Decision
 from qualpipe.errors import DatasetError
 from qualpipe.fingerprint import canonical_json, sha256_text
 from qualpipe.schemas import CODINGS
+
+log = structlog.get_logger("qualpipe")
 
 # per-process caches: codebooks by version, coder states by (coder, settings, codebook)
 _BOOKS: dict[str, Codebook] = {}
@@ -109,7 +118,113 @@ def process_batch(batch: pa.RecordBatch, ctx: BatchContext) -> dict[str, pa.Tabl
                         "status": "suggested",
                     }
                 )
+    if ctx.decisions:
+        rows = apply_coding_decisions(rows, by_id, ctx.decisions, book)
     return {"codings": pa.Table.from_pylist(rows, schema=CODINGS.schema)}
+
+
+def _code_resolver(book: Codebook) -> Callable[[str], str | None]:
+    """A decision names a code by id, id path (``talking/chat``) or path name
+    (``Talking / Chatting``, any case)."""
+    known = book.by_id()
+
+    def norm(path: str) -> str:
+        return " / ".join(part.strip() for part in path.split("/")).casefold()
+
+    by_path = {norm(path): cid for cid, path in book.path_names().items()}
+    for cid in known:  # and by its id path: talking/chat
+        ids = [a.id for a in reversed(book.ancestors(cid))] + [cid]
+        by_path.setdefault(norm("/".join(ids)), cid)
+
+    def resolve(code: str) -> str | None:
+        return code if code in known else by_path.get(norm(code))
+
+    return resolve
+
+
+def human_coding_row(
+    decision: Decision, segment: Mapping[str, Any], code_id: str, version: str, span: Any = None
+) -> dict[str, Any]:
+    """The ``codings`` row of a researcher's added or edited coding."""
+    who = decision.who or "unknown"
+    start, end = span if span is not None else (segment["start"], segment["end"])
+    start = int(decision.value.get("start", start))
+    end = int(decision.value.get("end", end))
+    return {
+        "coding_id": f"{segment['segment_id']}:{code_id}:human:{who}",
+        "segment_id": segment["segment_id"],
+        "doc_id": segment["doc_id"],
+        "start": start,
+        "end": end,
+        "code_id": code_id,
+        "coder": f"human:{who}",
+        "coder_version": None,
+        "coder_settings": None,
+        "score": 1.0,
+        "evidence": [],
+        "codebook_version": version,
+        "status": "human",
+    }
+
+
+def apply_coding_decisions(
+    rows: list[dict[str, Any]],
+    segments: Mapping[str, Mapping[str, Any]],
+    decisions: Sequence[Decision],
+    book: Codebook,
+) -> list[dict[str, Any]]:
+    """Apply the effective ``coding`` decisions to one batch's suggested codings.
+
+    reject: the (segment, code) suggestion is dropped (by every coder); accept: its
+    status becomes ``accepted``; add: a human coding of the segment (or of the span in
+    ``value``) replaces any suggestion of that code; edit: the suggestion is replaced by
+    a human coding with ``value``'s code and/or span. Decisions about segments outside
+    this batch are left to their batch; ones naming a code no longer in the codebook
+    are skipped with a warning naming the decision (never text).
+    """
+    resolve = _code_resolver(book)
+    decided: dict[tuple[str, str], Decision] = {}
+    for d in decisions:
+        if d.target != "coding" or d.ref["segment_id"] not in segments:
+            continue
+        code = resolve(str(d.ref["code"]))
+        if code is None:
+            log.warning("coding decision names a code not in the codebook", decision=d.id)
+            continue
+        decided[(d.ref["segment_id"], code)] = d
+    if not decided:
+        return rows
+    out: list[dict[str, Any]] = []
+    suggested_span: dict[tuple[str, str], tuple[int, int]] = {}
+    for row in rows:
+        key = (row["segment_id"], row["code_id"])
+        found = decided.get(key)
+        if found is None:
+            out.append(row)
+        elif found.action == "accept":
+            out.append({**row, "status": "accepted"})
+        else:  # reject, add, edit: the suggestion itself is not kept
+            suggested_span.setdefault(key, (row["start"], row["end"]))
+    version = book.version
+    emitted: set[tuple[str, str]] = set()
+    human: list[dict[str, Any]] = []
+    for (seg_id, code), d in decided.items():
+        if d.action not in ("add", "edit"):
+            continue
+        new_code = code
+        if d.action == "edit" and "code" in d.value:
+            resolved = resolve(str(d.value["code"]))
+            if resolved is None:
+                log.warning("coding decision names a code not in the codebook", decision=d.id)
+                continue
+            new_code = resolved
+        if (seg_id, new_code) in emitted:
+            continue
+        emitted.add((seg_id, new_code))
+        span = suggested_span.get((seg_id, code)) if d.action == "edit" else None
+        human.append(human_coding_row(d, segments[seg_id], new_code, version, span))
+    # a person's coding stands in for any machine suggestion of the same code
+    return [r for r in out if (r["segment_id"], r["code_id"]) not in emitted] + human
 
 
 CODE = StageType(
@@ -131,6 +246,7 @@ CODE = StageType(
         Param("top_k", "int", 0, "keep at most this many codes per segment and coder (0: all)"),
     ],
     process_batch=process_batch,
+    decisions=("coding",),
 )
 
 

@@ -1,0 +1,347 @@
+"""The review loop end to end: decisions survive re-runs and deleting the run directory,
+rejected suggestions stay rejected, only affected stages re-run, anonymisation decisions
+change the output, and the decisions file stays private."""
+
+from __future__ import annotations
+
+import shutil
+import stat
+from typing import Any
+
+import pytest
+
+from qualpipe.decisions import Decision, DecisionStore
+from qualpipe.testing import Project
+
+TRANSCRIPTS = {
+    "data/u1.txt": """\
+        Interviewer: Tell me about the support.
+
+        U1: Anna Berg comes every morning and we chat over coffee, she really listens to me. We go swimming at Lindvik hall on Fridays with my brother Erik.
+
+        Interviewer: And the plan?
+
+        U1: There is a plan, and Anna follows the plan but also listens when I want to go to the shop with the dog, who we call mister woofles.
+        """,  # noqa: E501
+    "data/u2.txt": """\
+        Interviewer: How do you spend time together?
+
+        U2: Mostly we go swimming and then we do the shopping together at the big market near the station. Bosse helps me with the plan from Hope, which gives the week some shape.
+        """,  # noqa: E501
+}
+
+MANIFEST = """\
+    file,participant,role
+    data/u1.txt,U1,Service user
+    data/u2.txt,U2,Service user
+    """
+
+CODEBOOK = """\
+    codebook: 1
+    name: Mini
+    codes:
+      - id: talking
+        name: Talking
+        level: theme
+        children:
+          - {id: listen, name: Listening, keywords: [listen]}
+          - {id: chat, name: Chatting, keywords: [chat, coffee]}
+      - id: places
+        name: Places
+        level: theme
+        children:
+          - {id: swim, name: Swimming, keywords: ["swim*"]}
+          - {id: shop, name: Shopping, keywords: [shop]}
+      - id: order
+        name: Order
+        level: theme
+        children:
+          - {id: plan, name: The plan, keywords: [plan]}
+    """
+
+PIPELINE = """\
+qualpipe: 1
+name: rl
+stages:
+  - {id: ingest, uses: ingest, with: {paths: data, manifest: participants.csv}}
+  - id: anonymise
+    uses: anonymise
+    with: {key: keys/rl.key.json, replace: {"*": placeholder}}
+  - {id: segment, uses: segment, with: {strategy: turn, participant_only: true}}
+  - {id: codebook, uses: codebook, with: {path: codebook.yaml}}
+  - {id: code, uses: code, with: {coders: [rules]}}
+  - {id: theme, uses: theme}
+  - {id: export, uses: export, with: {formats: [qdpx, html, csv], out: out}}
+"""
+
+
+@pytest.fixture
+def study(qualpipe_project: Project) -> Project:
+    for path, text in TRANSCRIPTS.items():
+        qualpipe_project.write(path, text)
+    qualpipe_project.write("participants.csv", MANIFEST)
+    qualpipe_project.write("codebook.yaml", CODEBOOK)
+    qualpipe_project.pipeline(PIPELINE)
+    run(qualpipe_project)
+    return qualpipe_project
+
+
+def run(project: Project, *args: str) -> dict[str, str]:
+    """Run the pipeline; return stage id -> "run" or "skip"."""
+    result = project.run("run", "pipeline.yaml", *args)
+    assert result.exit_code == 0, result.output
+    return _ran(result.output)
+
+
+def _ran(output: str) -> dict[str, str]:
+    actions = {}
+    for line in output.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[1] in ("run", "skip"):
+            actions[parts[0]] = parts[1]
+    return actions
+
+
+def store(project: Project) -> DecisionStore:
+    return DecisionStore(project.root / "decisions" / "rl.jsonl")
+
+
+def codings(project: Project) -> list[dict[str, Any]]:
+    return project.dataset("rl", "code", "codings").to_pylist()
+
+
+def pairs(project: Project, status: str | None = None) -> set[tuple[str, str]]:
+    return {
+        (c["segment_id"], c["code_id"])
+        for c in codings(project)
+        if status is None or c["status"] == status
+    }
+
+
+def segment_of(project: Project, words: str) -> str:
+    """The id of the segment whose text contains ``words``."""
+    rows = project.dataset("rl", "segment", "segments").to_pylist()
+    (seg,) = [r["segment_id"] for r in rows if words in r["text"]]
+    return str(seg)
+
+
+def status_of(project: Project) -> dict[str, tuple[str, str]]:
+    result = project.run("status", "pipeline.yaml", "--json")
+    assert result.exit_code == 0, result.output
+    return {d["stage"]: (d["action"], d["reason"]) for d in result.json()}
+
+
+# -- codings ----------------------------------------------------------------------------
+
+
+def test_rejected_suggestion_is_never_suggested_again(study: Project) -> None:
+    seg = segment_of(study, "big market")
+    assert (seg, "shop") in pairs(study, "suggested")
+    store(study).append(
+        Decision("coding", "reject", {"segment_id": seg, "code": "shop"}, who="ana", source="cli")
+    )
+    # only the code stage (and what reads its output) must re-run, and status says why
+    plan = status_of(study)
+    assert plan["code"] == ("run", "decisions changed (coding)")
+    for sid in ("ingest", "anonymise", "segment", "codebook"):
+        assert plan[sid] == ("skip", "unchanged"), sid
+    assert plan["theme"] == ("run", "upstream 'code' will run")
+    actions = run(study)
+    assert [s for s, a in actions.items() if a == "run"] == ["code", "theme", "export"]
+    assert (seg, "shop") not in pairs(study)
+    assert (seg, "swim") in pairs(study, "suggested")  # the rest of the segment is kept
+    # still rejected after --force ...
+    run(study, "--force")
+    assert (seg, "shop") not in pairs(study)
+    # ... and after deleting the run directory: the decisions live outside it
+    shutil.rmtree(study.workdir("rl"))
+    assert store(study).path.exists()
+    run(study)
+    assert (seg, "shop") not in pairs(study)
+    # nothing else changed: a second run skips everything
+    assert set(run(study).values()) == {"skip"}
+
+
+def test_accept_add_and_edit_become_accepted_and_human_codings(study: Project) -> None:
+    u2 = segment_of(study, "big market")
+    u1 = segment_of(study, "chat over coffee")
+    assert (u2, "chat") not in pairs(study)
+    store(study).extend(
+        [
+            Decision("coding", "accept", {"segment_id": u2, "code": "swim"}, who="ana"),
+            Decision("coding", "add", {"segment_id": u2, "code": "chat"}, who="bo"),
+            Decision("coding", "edit", {"segment_id": u1, "code": "swim"}, {"code": "places/shop"}),
+            # a path name works too, and the span may be narrowed
+            Decision(
+                "coding",
+                "add",
+                {"segment_id": u1, "code": "Order / The plan"},
+                {"start": 60, "end": 70},
+                who="bo",
+            ),
+        ]
+    )
+    run(study)
+    rows = {(c["segment_id"], c["code_id"]): c for c in codings(study)}
+    assert rows[(u2, "swim")]["status"] == "accepted"
+    added = rows[(u2, "chat")]
+    assert (added["status"], added["coder"], added["score"]) == ("human", "human:bo", 1.0)
+    seg_rows = {r["segment_id"]: r for r in study.dataset("rl", "segment").to_pylist()}
+    assert (added["start"], added["end"]) == (seg_rows[u2]["start"], seg_rows[u2]["end"])
+    assert (u1, "swim") not in rows  # edited away ...
+    assert rows[(u1, "shop")]["status"] == "human"  # ... into a human coding of another code
+    assert (rows[(u1, "plan")]["start"], rows[(u1, "plan")]["end"]) == (60, 70)
+    # the theme stage counts human and accepted codings: u2 is now about talking too
+    assigned = {
+        (a["segment_id"], a["theme_id"])
+        for a in study.dataset("rl", "theme", "theme_assignments").to_pylist()
+    }
+    assert (u2, "talking") in assigned
+    # counts (never text) in the manifest, for the report's provenance
+    counts = study.manifest("rl", "code")["stats"]["decisions"]
+    assert counts["by_target"] == {"coding": {"accept": 1, "add": 2, "edit": 1}}
+    assert counts["by_person"]["bo"] == {"add": 2}
+
+
+def test_undo_brings_the_suggestion_back(study: Project) -> None:
+    seg = segment_of(study, "big market")
+    rejected = store(study).append(
+        Decision("coding", "reject", {"segment_id": seg, "code": "plan"})
+    )
+    run(study)
+    assert (seg, "plan") not in pairs(study)
+    store(study).undo(rejected.id)
+    assert status_of(study)["code"] == ("run", "decisions changed (coding)")
+    run(study)
+    assert (seg, "plan") in pairs(study, "suggested")
+
+
+def test_decisions_about_unknown_codes_are_skipped(study: Project) -> None:
+    seg = segment_of(study, "big market")
+    store(study).append(Decision("coding", "add", {"segment_id": seg, "code": "gone"}))
+    before = pairs(study)
+    run(study)
+    assert pairs(study) == before
+
+
+# -- anonymisation ----------------------------------------------------------------------
+
+
+def _doc_text(project: Project, words: str) -> tuple[str, str]:
+    for row in project.dataset("rl", "anonymise", "documents").to_pylist():
+        if words in row["text"]:
+            return str(row["doc_id"]), str(row["text"])
+    raise AssertionError(words)
+
+
+def _finding(project: Project, doc_id: str, replacement: str) -> dict[str, Any]:
+    for f in project.dataset("rl", "anonymise", "findings").to_pylist():
+        if f["doc_id"] == doc_id and f["replacement"] == replacement:
+            return {
+                "document_id": doc_id,
+                "start": f["start"],
+                "end": f["end"],
+                "type": f["entity_type"],
+                "replacement": f["replacement"],
+            }
+    raise AssertionError(replacement)
+
+
+def test_false_positive_and_missed_identifier_change_the_output(study: Project) -> None:
+    u2, text2 = _doc_text(study, "big market")
+    u1, text1 = _doc_text(study, "chat over coffee")
+    assert "Hope" not in text2 and "[PLACE 3]" in text2  # "Hope" masked as a place: wrong
+    assert "mister woofles" in text1  # the dog's name was missed
+    n_findings = study.dataset("rl", "anonymise", "findings").num_rows
+    hope = _finding(study, u2, "[PLACE 3]")
+    start = text1.index("mister woofles")
+    decisions = store(study)
+    decisions.extend(
+        [
+            Decision("finding", "reject", hope, who="ana"),
+            Decision(
+                "finding",
+                "add",
+                {"document_id": u1, "start": start, "end": start + 14},
+                {"text": "mister woofles", "type": "PERSON"},
+                who="ana",
+            ),
+            Decision("finding", "accept", _finding(study, u1, "[PLACE 1]"), who="bo"),
+        ]
+    )
+    plan = status_of(study)
+    assert plan["ingest"] == ("skip", "unchanged")
+    assert plan["anonymise"] == ("run", "decisions changed (finding)")
+    run(study)
+    _, text2 = _doc_text(study, "big market")
+    _, text1 = _doc_text(study, "chat over coffee")
+    assert "from Hope," in text2 and "[PLACE 3]" not in text2
+    assert "mister woofles" not in text1 and "[PERSON 3]" in text1
+    findings = study.dataset("rl", "anonymise", "findings").to_pylist()
+    assert len(findings) == n_findings  # one fewer false positive, one more true finding
+    assert not any(f["doc_id"] == u2 and f["replacement"] == "[PLACE 3]" for f in findings)
+    stats = study.manifest("rl", "anonymise")["stats"]
+    assert stats["decisions:false_positives"] == 1
+    assert stats["decisions:missed_identifiers"] == 1
+    assert stats["decisions:confirmed"] == 1
+    assert stats["decisions:unresolved"] == 0
+    # the original value of the false positive was never written into the decisions file
+    raw = decisions.path.read_text(encoding="utf-8")
+    assert "hope" not in raw.casefold()
+    assert stat.S_IMODE(decisions.path.stat().st_mode) == 0o600
+    # ... nor into the manifest
+    manifest_text = (study.workdir("rl") / "anonymise" / "manifest.json").read_text()
+    assert "hope" not in manifest_text.casefold()
+    assert "woofles" not in manifest_text
+
+
+def test_ambiguous_false_positive_is_reported_not_guessed(study: Project) -> None:
+    u1, text1 = _doc_text(study, "chat over coffee")
+    # "[PERSON 1]" stands for both "Anna" and "Anna Berg": the key cannot say which
+    d = store(study).append(Decision("finding", "reject", _finding(study, u1, "[PERSON 1]")))
+    result = study.run("run", "pipeline.yaml")
+    assert result.exit_code == 0, result.output
+    assert d.id in result.output
+    assert "anna" not in result.output.casefold()
+    assert _doc_text(study, "chat over coffee")[1] == text1
+    assert study.manifest("rl", "anonymise")["stats"]["decisions:unresolved"] == 1
+
+
+def test_decisions_file_never_appears_in_exports(study: Project) -> None:
+    u1, text1 = _doc_text(study, "chat over coffee")
+    start = text1.index("mister woofles")
+    store(study).append(
+        Decision(
+            "finding",
+            "add",
+            {"document_id": u1, "start": start, "end": start + 14},
+            {"text": "mister woofles", "type": "PERSON"},
+        )
+    )
+    run(study)
+    out = study.root / "out"
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert files
+    for p in files:
+        assert not p.name.endswith(".jsonl")
+        assert b"woofles" not in p.read_bytes()
+    assert not any(p.name.endswith(".jsonl") for p in study.workdir("rl").rglob("*"))
+
+
+def test_pipeline_file_can_move_the_decisions_file(study: Project) -> None:
+    study.pipeline(PIPELINE + "decisions: review/mine.jsonl\n")
+    seg = segment_of(study, "big market")
+    DecisionStore(study.root / "review" / "mine.jsonl").append(
+        Decision("coding", "reject", {"segment_id": seg, "code": "shop"})
+    )
+    run(study)
+    assert (seg, "shop") not in pairs(study)
+
+
+def test_corrupt_decisions_file_stops_the_run_with_its_line(study: Project) -> None:
+    path = store(study).path
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("{oops\n")
+    result = study.run("run", "pipeline.yaml")
+    assert result.exit_code == 2
+    assert f"{path}:1: not a JSON decision" in result.output
