@@ -11,34 +11,35 @@ The logic lives in :mod:`qualpipe.themes`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import structlog
 
 from qualpipe import Input, Output, Param, PipelineError, StageContext, StageType, hookimpl
 from qualpipe.codebook import Codebook
 from qualpipe.schemas import CODEBOOK, COOCCURRENCE, QUOTES, THEME_ASSIGNMENTS, THEMES
-from qualpipe.themes.cooccurrence import by_participant, cooccurrence_rows
-from qualpipe.themes.proposals import code_group_rows, proposal_rows, propose
 from qualpipe.themes.quotes import (
     INTERVIEWER_LABELS,
     LABEL_STYLES,
     QuoteOptions,
-    is_interviewer,
-    participant_numbers,
-    select_quotes,
 )
 from qualpipe.themes.rollup import (
     DEFAULT_STATUSES,
     Segment,
-    assignment_rows,
     check_statuses,
-    roll_up,
     theme_nodes,
-    theme_rows,
 )
-from qualpipe.themes.text import TfidfMatrix
+from qualpipe.themes.stream import (
+    PROPOSAL_CAP,
+    READ_BATCH,
+    Prevalence,
+    ThemeEngine,
+    segment_texts,
+    spill_folder,
+)
 
 log = structlog.get_logger("qualpipe")
 
@@ -104,7 +105,6 @@ def run(ctx: StageContext) -> None:
             f"theme: n_proposals must be at least 1 (got {params['n_proposals']}); "
             "set proposals: false for none"
         )
-    segments = _segments(ctx)
     book, version = _codebook(ctx)
     nodes = theme_nodes(book)
     if not nodes:
@@ -112,77 +112,75 @@ def run(ctx: StageContext) -> None:
             "codebook has no overarching, theme or subtheme nodes: themes will be empty",
             stage=ctx.stage_id,
         )
-    other_version = [0]
-    codings = _version_check(_rows(ctx, "codings", CODING_COLUMNS), version, other_version)
-    rollup = roll_up(codings, book, statuses, segments)
-    if other_version[0]:
-        ctx.note("codings_other_codebook_version", other_version[0])
-        log.warning(
-            "codings were made with another version of the codebook; codes that kept their "
-            "id are rolled up into the current tree",
-            codings=other_version[0],
-            codebook_version=version,
-            stage=ctx.stage_id,
-        )
-    for reason, n in sorted(rollup.skipped.items()):
-        ctx.note(f"codings_skipped:{reason}", n)
-        if reason != "status":
+
+    def batches(name: str, columns: tuple[str, ...]) -> Iterator[pa.RecordBatch]:
+        for batch in ctx.batches(name, READ_BATCH):
+            yield batch.select([c for c in columns if c in batch.schema.names])
+
+    with spill_folder(ctx.workdir) as spill:
+        engine = ThemeEngine(book, statuses, version, options, Path(spill))
+        engine.read_segments(batches("segments", SEGMENT_COLUMNS))
+        engine.read_codings(batches("codings", CODING_COLUMNS))
+        if engine.other_version:
+            ctx.note("codings_other_codebook_version", engine.other_version)
             log.warning(
-                "codings left out of the themes",
-                reason=reason,
-                codings=n,
+                "codings were made with another version of the codebook; codes that kept "
+                "their id are rolled up into the current tree",
+                codings=engine.other_version,
+                codebook_version=version,
                 stage=ctx.stage_id,
             )
+        for reason, n in sorted(engine.skipped.items()):
+            ctx.note(f"codings_skipped:{reason}", n)
+            if reason != "status":
+                log.warning(
+                    "codings left out of the themes",
+                    reason=reason,
+                    codings=n,
+                    stage=ctx.stage_id,
+                )
 
-    themes = theme_rows(book, rollup, segments)
-    ctx.write("themes", pa.Table.from_pylist(themes, schema=THEMES.schema))
-    assignments = assignment_rows(rollup, book, segments)
-    ctx.write(
-        "theme_assignments", pa.Table.from_pylist(assignments, schema=THEME_ASSIGNMENTS.schema)
-    )
+        prevalence = Prevalence(engine.index)
+        themes = engine.theme_rows(prevalence)
+        ctx.write("themes", pa.Table.from_pylist(themes, schema=THEMES.schema))
+        assignments = 0
+        for table in engine.assignment_batches():
+            ctx.write("theme_assignments", table)
+            assignments += table.num_rows
+        if not assignments:
+            ctx.write("theme_assignments", THEME_ASSIGNMENTS.schema.empty_table())
+        co = engine.cooccurrence()
+        ctx.write("cooccurrence", pa.Table.from_pylist(co, schema=COOCCURRENCE.schema))
 
-    # -- co-occurrence -------------------------------------------------------------------
-    participant_of = {s.segment_id: s.participant for s in segments.values()}
-    themes_of: dict[str, set[str]] = {}
-    for seg_id, theme_id in rollup.assignments:
-        themes_of.setdefault(seg_id, set()).add(theme_id)
-    co: list[dict[str, Any]] = []
-    for kind, per_segment in (("code", rollup.codes), ("theme", themes_of)):
-        co += cooccurrence_rows(kind, "segment", per_segment)
-        co += cooccurrence_rows(kind, "participant", by_participant(per_segment, participant_of))
-    ctx.write("cooccurrence", pa.Table.from_pylist(co, schema=COOCCURRENCE.schema))
-
-    # -- quotes and proposals ------------------------------------------------------------
-    ordered = list(segments.values())
-    matrix = TfidfMatrix.fit([s.text for s in ordered])
-    row_of = {s.segment_id: i for i, s in enumerate(ordered)}
-    quotes: list[dict[str, Any]] = []
-    if options.per_theme:
-        numbers = participant_numbers(ordered, options.role_attribute)
-        members = rollup.by_theme()
-        for node in nodes:
-            quotes += select_quotes(
-                node.id, members.get(node.id, []), segments, matrix, row_of, options, numbers
+        centroids = engine.centroids() if options.per_theme else None
+        if centroids is not None or params["proposals"]:
+            engine.quote_pools(
+                centroids if centroids is not None else np.zeros((0, 0)),
+                params["proposals"],
+                params["seed"],
             )
-            ctx.advance()
+    quotes = engine.quotes(
+        lambda wanted: segment_texts(batches("segments", SEGMENT_COLUMNS), engine.index, wanted)
+    )
+    ctx.advance(len(nodes))
     ctx.write("quotes", pa.Table.from_pylist(quotes, schema=QUOTES.schema))
 
     proposals: list[dict[str, Any]] = []
     if params["proposals"]:
-        spoken = [s for s in ordered if not is_interviewer(s.speaker, options.interviewer_labels)]
-        found = propose(spoken, params["n_proposals"], params["seed"], matrix, row_of)
-        proposals = proposal_rows(found, segments, params["seed"])
-        names = {c.id: c.name for c in book.codes}
-        proposals += code_group_rows(rollup.codes, segments, names, params["code_jaccard"])
+        found, _matrix = engine.proposals(params["n_proposals"], params["seed"])
+        proposals = engine.proposal_rows(found, prevalence, params["seed"])
+        proposals += engine.code_group_rows(prevalence, params["code_jaccard"])
     ctx.write("proposals", pa.Table.from_pylist(proposals, schema=THEMES.schema))
 
     with_segments = sum(1 for t in themes if t["segments"])
     ctx.note("themes", len(themes))
     ctx.note("themes_with_segments", with_segments)
-    ctx.note("assignments", len(assignments))
-    ctx.note("codings_used", rollup.used)
+    ctx.note("assignments", assignments)
+    ctx.note("codings_used", engine.used)
     ctx.note("proposals", len(proposals))
     ctx.note("quotes", len(quotes))
+    if engine.sample_total > PROPOSAL_CAP and params["proposals"]:
+        ctx.note("proposals_sampled_from", engine.sample_total)
     log.info(
         "themes",
         themes=len(themes),

@@ -29,7 +29,13 @@ def cooccurrence_rows(
     kind: str, level: str, units: Mapping[str, Iterable[str]]
 ) -> list[dict[str, Any]]:
     """Rows of the ``cooccurrence`` dataset for ``units`` (unit id -> items in it)."""
-    counts = pair_counts(units.values())
+    return rows_from_counts(kind, level, pair_counts(units.values()))
+
+
+def rows_from_counts(
+    kind: str, level: str, counts: Mapping[tuple[str, str], int]
+) -> list[dict[str, Any]]:
+    """Rows of the ``cooccurrence`` dataset from :func:`pair_counts`' counts."""
     rows = []
     for (a, b), n in sorted(counts.items()):
         union = counts[(a, a)] + counts[(b, b)] - n if a != b else n

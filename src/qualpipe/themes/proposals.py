@@ -145,28 +145,42 @@ def proposal_rows(
     total = sum(len(p.segment_ids) for p in proposals)
     rows = []
     for i, p in enumerate(proposals, 1):
-        theme_id = f"proposal-{i}"
-        name = " / ".join(p.terms[:NAME_TERMS]) or theme_id
-        description = (
-            f"Machine proposal for researchers to review, not an agreed theme: k-means "
-            f"over TF-IDF of {total} participant segments into {len(proposals)} clusters "
-            f"(seed {seed}); {len(p.segment_ids)} segment{'s' if len(p.segment_ids) != 1 else ''}. "
-            f"Top terms: {', '.join(p.terms)}. "
-            f"Representative segments: {', '.join(p.representatives)}."
-        )
         rows.append(
             {
-                "theme_id": theme_id,
-                "name": name,
-                "level": "theme",
-                "parent_id": None,
-                "description": description,
+                **proposal_description(p, i, total, len(proposals), seed),
                 **counts(p.segment_ids, segments),
                 "prevalence": prevalence.json(p.segment_ids),
                 "proposal": True,
             }
         )
     return rows
+
+
+def proposal_description(
+    p: Proposal, i: int, total: int, n: int, seed: int, sampled_from: int | None = None
+) -> dict[str, Any]:
+    """Id, name, level, parent and description of the ``i``-th of ``n`` proposals.
+
+    ``sampled_from``: the number of eligible segments when only a sample of ``total`` was
+    clustered (the theme stage's cap).
+    """
+    theme_id = f"proposal-{i}"
+    name = " / ".join(p.terms[:NAME_TERMS]) or theme_id
+    sample = f" (a seeded sample of {sampled_from})" if sampled_from else ""
+    description = (
+        f"Machine proposal for researchers to review, not an agreed theme: k-means "
+        f"over TF-IDF of {total} participant segments{sample} into {n} clusters "
+        f"(seed {seed}); {len(p.segment_ids)} segment{'s' if len(p.segment_ids) != 1 else ''}. "
+        f"Top terms: {', '.join(p.terms)}. "
+        f"Representative segments: {', '.join(p.representatives)}."
+    )
+    return {
+        "theme_id": theme_id,
+        "name": name,
+        "level": "theme",
+        "parent_id": None,
+        "description": description,
+    }
 
 
 def code_group_rows(

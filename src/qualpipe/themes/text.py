@@ -32,14 +32,21 @@ CONTRACTIONS = frozenset(
 )
 
 
+_DROPPED = STOP_WORDS | CONTRACTIONS
+
+
 def tokens(text: str) -> list[str]:
     """The words of ``text`` that count: lower-cased letters, no stop words."""
-    out = []
-    for m in LETTERS.finditer(ANNOTATION.sub(" ", text)):
-        word = m.group().lower()
-        if len(word) > 1 and word not in STOP_WORDS and word not in CONTRACTIONS:
-            out.append(word)
-    return out
+    words = map(str.lower, LETTERS.findall(ANNOTATION.sub(" ", text)))
+    return [w for w in words if len(w) > 1 and w not in _DROPPED]
+
+
+def token_counts(text: str) -> Counter[str]:
+    """``Counter(tokens(text))``, counting first and filtering each distinct word once."""
+    counts = Counter(map(str.lower, LETTERS.findall(ANNOTATION.sub(" ", text))))
+    for word in [w for w in counts if len(w) < 2 or w in _DROPPED]:
+        del counts[word]
+    return counts
 
 
 class TfidfMatrix:
@@ -63,7 +70,7 @@ class TfidfMatrix:
 
     @classmethod
     def fit(cls, texts: Sequence[str]) -> TfidfMatrix:
-        counts = [Counter(tokens(t)) for t in texts]
+        counts = [token_counts(t) for t in texts]
         df: Counter[str] = Counter()
         for c in counts:
             df.update(c.keys())
