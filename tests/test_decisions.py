@@ -286,3 +286,44 @@ def test_summarise_counts_only() -> None:
         "by_target": {"coding": {"reject": 1, "add": 1}, "theme": {"reject": 1}},
         "by_person": {"ana": {"reject": 1, "add": 1}, "bo": {"reject": 1}},
     }
+
+
+def test_review_themes_follows_merges_and_moves_children_up() -> None:
+    from qualpipe.codebook import Code, Codebook
+    from qualpipe.themes.decisions import review_themes
+
+    book = Codebook(
+        "b",
+        [
+            Code("top", "Top", "overarching"),
+            Code("a", "A", "theme", "top"),
+            Code("a1", "A one", "code", "a"),
+            Code("b", "B", "theme", "top"),
+            Code("b1", "B one", "code", "b"),
+            Code("c", "C", "theme", "top"),
+            Code("c1", "C one", "code", "c"),
+        ],
+    )
+    review = review_themes(
+        book,
+        [
+            Decision("theme", "merge", {"theme_id": "a"}, {"into": "b"}, id="1"),
+            Decision("theme", "merge", {"theme_id": "b"}, {"into": "c"}, id="2"),
+            Decision("theme", "reject", {"theme_id": "top"}, id="3"),
+            Decision("theme", "rename", {"theme_id": "c"}, {"name": "Sea"}, id="4"),
+            Decision("quote", "reject", {"theme_id": "a", "segment_id": "s1"}, id="5"),
+            Decision("quote", "accept", {"theme_id": "top", "segment_id": "s2"}, id="6"),
+        ],
+    )
+    parents = {c.id: (c.parent_id, c.name) for c in review.book.codes}
+    assert parents == {
+        "c": (None, "Sea"),
+        "a1": ("c", "A one"),
+        "b1": ("c", "B one"),
+        "c1": ("c", "C one"),
+    }
+    assert [c.id for c in review.book.codes][0] == "c"  # parents before children
+    assert review.code_map == {"a": "c", "b": "c", "top": None}
+    assert review.rejected_quotes == {("c", "s1")}  # a quote of a merged theme follows it
+    assert review.unresolved == ["6"]  # a quote of a rejected theme
+    assert review.stats()["decisions:theme_merge"] == 2

@@ -345,3 +345,80 @@ def test_corrupt_decisions_file_stops_the_run_with_its_line(study: Project) -> N
     result = study.run("run", "pipeline.yaml")
     assert result.exit_code == 2
     assert f"{path}:1: not a JSON decision" in result.output
+
+
+# -- themes and quotes ------------------------------------------------------------------
+
+
+def themes(project: Project) -> dict[str, dict[str, Any]]:
+    return {t["theme_id"]: t for t in project.dataset("rl", "theme", "themes").to_pylist()}
+
+
+def quotes(project: Project) -> list[tuple[str, str]]:
+    rows = project.dataset("rl", "theme", "quotes").to_pylist()
+    return [(q["theme_id"], q["segment_id"]) for q in sorted(rows, key=lambda q: q["rank"])]
+
+
+def test_theme_rename_merge_and_reject(study: Project) -> None:
+    before = themes(study)
+    assert set(before) == {"talking", "places", "order"}
+    plan_segments = before["order"]["segments"]
+    assert plan_segments and before["talking"]["segments"] < 3
+    store(study).extend(
+        [
+            Decision("theme", "rename", {"theme_id": "talking"}, {"name": "Being heard"}),
+            Decision("theme", "merge", {"theme_id": "order"}, {"into": "talking"}),
+            Decision("theme", "reject", {"theme_id": "places"}, who="bo"),
+            Decision("theme", "accept", {"theme_id": "nope"}),  # unknown: reported, ignored
+        ]
+    )
+    plan = status_of(study)
+    assert plan["theme"] == ("run", "decisions changed (theme)")
+    assert all(plan[s][0] == "skip" for s in ("ingest", "anonymise", "segment", "code"))
+    actions = run(study)
+    assert [s for s, a in actions.items() if a == "run"] == ["theme", "export"]
+    after = themes(study)
+    assert set(after) == {"talking"}
+    assert after["talking"]["name"] == "Being heard"
+    assert after["talking"]["segments"] == 3  # every segment mentions the plan or listening
+    assert {t for t, _ in quotes(study)} <= {"talking"}
+    stats = study.manifest("rl", "theme")["stats"]
+    assert stats["decisions:theme_merge"] == 1 and stats["decisions:unresolved"] == 1
+    # the report follows: the rejected theme is not reported, the new name is
+    report = (study.root / "out" / "report.html").read_text(encoding="utf-8")
+    assert "Being heard" in report and ">Places<" not in report
+
+
+def test_quote_reject_and_pin(study: Project) -> None:
+    study.pipeline(
+        PIPELINE.replace(
+            "{id: theme, uses: theme}", "{id: theme, uses: theme, with: {quotes_per_theme: 1}}"
+        )
+    )
+    run(study)
+    first = quotes(study)
+    talking = [s for t, s in first if t == "talking"]
+    assert len(talking) == 1
+    rejected = talking[0]
+    all_segments = {r["segment_id"] for r in study.dataset("rl", "segment").to_pylist()}
+    pinned = sorted(all_segments - {s for t, s in first if t == "places"})[0]
+    store(study).extend(
+        [
+            Decision("quote", "reject", {"theme_id": "talking", "segment_id": rejected}),
+            Decision("quote", "accept", {"theme_id": "places", "segment_id": pinned}),
+        ]
+    )
+    assert status_of(study)["theme"] == ("run", "decisions changed (quote)")
+    run(study)
+    after = quotes(study)
+    assert ("talking", rejected) not in after
+    assert len([s for t, s in after if t == "talking"]) == 1  # replaced by another quote
+    places = [s for t, s in after if t == "places"]
+    assert places[0] == pinned
+    rows = study.dataset("rl", "theme", "quotes").to_pylist()
+    pin = next(q for q in rows if q["theme_id"] == "places" and q["segment_id"] == pinned)
+    assert pin["rank"] == 1 and pin["text"] and pin["label"]
+    # still rejected after deleting the run directory
+    shutil.rmtree(study.workdir("rl"))
+    run(study)
+    assert ("talking", rejected) not in quotes(study)

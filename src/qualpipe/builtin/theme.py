@@ -21,6 +21,7 @@ import structlog
 from qualpipe import Input, Output, Param, PipelineError, StageContext, StageType, hookimpl
 from qualpipe.codebook import Codebook
 from qualpipe.schemas import CODEBOOK, COOCCURRENCE, QUOTES, THEME_ASSIGNMENTS, THEMES
+from qualpipe.themes.decisions import review_themes
 from qualpipe.themes.quotes import (
     INTERVIEWER_LABELS,
     LABEL_STYLES,
@@ -106,6 +107,10 @@ def run(ctx: StageContext) -> None:
             "set proposals: false for none"
         )
     book, version = _codebook(ctx)
+    # researchers' theme and quote decisions (docs/review.md): renames, merges and
+    # rejections change the tree; rejected quotes are replaced, accepted ones pinned
+    review = review_themes(book, ctx.decisions)
+    book = review.book
     nodes = theme_nodes(book)
     if not nodes:
         log.warning(
@@ -118,9 +123,9 @@ def run(ctx: StageContext) -> None:
             yield batch.select([c for c in columns if c in batch.schema.names])
 
     with spill_folder(ctx.workdir) as spill:
-        engine = ThemeEngine(book, statuses, version, options, Path(spill))
+        engine = ThemeEngine(book, statuses, version, review.widen(options), Path(spill))
         engine.read_segments(batches("segments", SEGMENT_COLUMNS))
-        engine.read_codings(batches("codings", CODING_COLUMNS))
+        engine.read_codings(review.remap_codings(batches("codings", CODING_COLUMNS)))
         if engine.other_version:
             ctx.note("codings_other_codebook_version", engine.other_version)
             log.warning(
@@ -162,6 +167,7 @@ def run(ctx: StageContext) -> None:
     quotes = engine.quotes(
         lambda wanted: segment_texts(batches("segments", SEGMENT_COLUMNS), engine.index, wanted)
     )
+    quotes = review.apply_quotes(quotes, options, lambda: ctx.batches("segments", READ_BATCH))
     ctx.advance(len(nodes))
     ctx.write("quotes", pa.Table.from_pylist(quotes, schema=QUOTES.schema))
 
@@ -179,6 +185,9 @@ def run(ctx: StageContext) -> None:
     ctx.note("codings_used", engine.used)
     ctx.note("proposals", len(proposals))
     ctx.note("quotes", len(quotes))
+    if ctx.decisions:
+        for name, n in review.stats().items():
+            ctx.note(name, n)
     if engine.sample_total > PROPOSAL_CAP and params["proposals"]:
         ctx.note("proposals_sampled_from", engine.sample_total)
     log.info(
@@ -253,6 +262,7 @@ THEME = StageType(
     ],
     run=run,
     version="1",
+    decisions=("theme", "quote"),
 )
 
 
