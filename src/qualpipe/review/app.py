@@ -27,7 +27,7 @@ from qualpipe.anonymise.recognisers import ENTITY_TYPES
 from qualpipe.decisions import Decision
 from qualpipe.errors import QualpipeError
 from qualpipe.review.data import CodeInfo, CodingItem, SensitiveDataError
-from qualpipe.review.session import ReviewError, ReviewSession
+from qualpipe.review.session import ReviewSession
 
 log = structlog.get_logger("qualpipe")
 
@@ -364,8 +364,8 @@ def create_app(session: ReviewSession) -> Flask:
                 value,
                 str(data.get("memo") or ""),
             )
-        except ReviewError as exc:
-            return _refuse(str(exc))
+        except SensitiveDataError:
+            raise
         except QualpipeError as exc:
             return _refuse(str(exc))
         return answer(decision)

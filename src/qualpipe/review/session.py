@@ -170,10 +170,7 @@ class ReviewSession:
         self.store = ctx.store
         self.sources = find_sources(ctx.stages)
         self.data = ReviewData(self.store, self.sources)
-        override = getattr(self.pipeline, "decisions", None)
-        self.decisions = DecisionStore.for_pipeline(
-            self.pipeline.path, self.pipeline.name, Path(override) if override else None
-        )
+        self.decisions: DecisionStore = self.pipeline.decision_store()
         self.who = who or _user()
         self.csrf_token = secrets.token_urlsafe(32)
         self.rerun = Rerun(self)
