@@ -53,7 +53,13 @@ def available(bundle: ExportBundle) -> list[str]:
 
 
 def _batches(reader: DatasetReader) -> Iterator[pa.RecordBatch]:
-    yield from reader.iter_batches(4096)
+    yield from reader.iter_batches(16384)
+
+
+def _column_batches(reader: DatasetReader, columns: list[str]) -> Iterator[pa.RecordBatch]:
+    """Batches of only ``columns`` of every part file (memory bounded by a batch)."""
+    for f in reader.files:
+        yield from pq.ParquetFile(f).iter_batches(batch_size=65536, columns=columns)
 
 
 def _schema(reader: DatasetReader, name: str) -> pa.Schema | None:
@@ -143,11 +149,19 @@ def export_csv(bundle: ExportBundle) -> Sequence[Path]:
             writer.writerow(schema.names)
             types = [f.type for f in schema]
             for batch in _batches(reader):
-                columns = [batch.column(i).to_pylist() for i in range(batch.num_columns)]
-                for row in zip(*columns, strict=True):
-                    writer.writerow([csv_value(v, t) for v, t in zip(row, types, strict=True)])
+                columns = [csv_column(batch.column(i).to_pylist(), t) for i, t in enumerate(types)]
+                writer.writerows(zip(*columns, strict=True))
         paths.append(path)
     return paths
+
+
+def csv_column(values: list[Any], field_type: pa.DataType) -> list[str]:
+    """:func:`csv_value` for a whole column (the type is looked at once, not per cell)."""
+    if pa.types.is_string(field_type) or pa.types.is_large_string(field_type):
+        return ["" if v is None else v for v in values]
+    if pa.types.is_integer(field_type):
+        return ["" if v is None else str(v) for v in values]
+    return [csv_value(v, field_type) for v in values]
 
 
 def export_parquet(bundle: ExportBundle) -> Sequence[Path]:
@@ -162,12 +176,13 @@ def export_parquet(bundle: ExportBundle) -> Sequence[Path]:
         path = folder / f"{name}.parquet"
         with pq.ParquetWriter(path, schema, compression="zstd") as writer:
             wrote = False
-            for f in reader.files:
-                table = pq.read_table(f)
-                if not table.schema.equals(schema, check_metadata=False):
-                    table = table.cast(schema)
-                writer.write_table(table)
-                wrote = True
+            for f in reader.files:  # batch by batch: memory bounded by the batch
+                for batch in pq.ParquetFile(f).iter_batches(batch_size=65536):
+                    table = pa.Table.from_batches([batch])
+                    if not table.schema.equals(schema, check_metadata=False):
+                        table = table.cast(schema)
+                    writer.write_table(table)
+                    wrote = True
             if not wrote:
                 writer.write_table(schema.empty_table())
         paths.append(path)
@@ -274,8 +289,7 @@ def _names(bundle: ExportBundle, name: str, id_col: str) -> dict[str, str]:
     if reader is None:
         return {}
     out: dict[str, str] = {}
-    for f in reader.files:
-        table = pq.read_table(f, columns=[id_col, "name"])
+    for table in _column_batches(reader, [id_col, "name"]):
         for i, n in zip(
             table.column(id_col).to_pylist(), table.column("name").to_pylist(), strict=True
         ):
@@ -352,8 +366,7 @@ def _findings_sheet(xl: _Excel, reader: DatasetReader) -> None:
     """Counts per entity type and recogniser: never a value or an offset."""
     per: Counter[tuple[str, str]] = Counter()
     docs: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for f in reader.files:
-        table = pq.read_table(f, columns=["entity_type", "recogniser", "doc_id"])
+    for table in _column_batches(reader, ["entity_type", "recogniser", "doc_id"]):
         for etype, rec, doc in zip(
             table.column("entity_type").to_pylist(),
             table.column("recogniser").to_pylist(),
@@ -461,8 +474,7 @@ def export_xlsx(bundle: ExportBundle) -> Sequence[Path]:
 
 def _document_lengths(reader: DatasetReader) -> dict[str, int]:
     out: dict[str, int] = {}
-    for f in reader.files:
-        table = pq.read_table(f, columns=["doc_id", "text"])
+    for table in _column_batches(reader, ["doc_id", "text"]):
         lengths = pc.utf8_length(table.column("text"))
         for d, n in zip(table.column("doc_id").to_pylist(), lengths.to_pylist(), strict=True):
             out[str(d)] = int(n) if n is not None else 0
