@@ -96,7 +96,8 @@ def test_help_lists_the_core_commands(project: Project) -> None:
     out = ok(project.run("--help"))
     listed = re.findall(r"^  (\w+) ", out.split("Commands:")[1], re.MULTILINE)
     assert listed == [
-        "agree", "inspect", "plugin", "plugins", "run", "schema", "stages", "status", "validate",
+        "agree", "decisions", "inspect", "plugin", "plugins", "review", "run", "schema", "stages",
+        "status", "validate",
     ]  # fmt: skip
 
 

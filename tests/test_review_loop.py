@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import shutil
 import stat
+import xml.etree.ElementTree as ET
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -422,3 +426,152 @@ def test_quote_reject_and_pin(study: Project) -> None:
     shutil.rmtree(study.workdir("rl"))
     run(study)
     assert ("talking", rejected) not in quotes(study)
+
+
+# -- the decisions command --------------------------------------------------------------
+
+
+def test_decisions_command_lists_filters_and_undoes(study: Project) -> None:
+    empty = study.run("decisions", "pipeline.yaml")
+    assert empty.exit_code == 0 and "no decisions yet" in empty.stdout
+    seg = segment_of(study, "big market")
+    u1, text1 = _doc_text(study, "chat over coffee")
+    start = text1.index("mister woofles")
+    first = store(study).append(
+        Decision("coding", "reject", {"segment_id": seg, "code": "shop"}, who="ana")
+    )
+    store(study).append(Decision("coding", "accept", {"segment_id": seg, "code": "shop"}, who="bo"))
+    store(study).append(
+        Decision(
+            "finding",
+            "add",
+            {"document_id": u1, "start": start, "end": start + 14},
+            {"text": "mister woofles", "type": "PERSON"},
+            who="ana",
+        )
+    )
+    table = study.run("decisions", "pipeline.yaml")
+    assert table.exit_code == 0, table.output
+    lines = table.stdout.splitlines()
+    assert "3 of 3 decisions" in lines[0]
+    assert lines[1].startswith("~ " + first.id[:8])  # superseded by bo's accept
+    assert "woofles" not in table.stdout and "<14 characters>" in table.stdout
+    only = study.run("decisions", "pipeline.yaml", "--who", "ana", "--target", "coding", "--json")
+    assert [(d["action"], d["effective"]) for d in only.json()] == [("reject", False)]
+    rows = study.run("decisions", "pipeline.yaml", "--effective", "--json").json()
+    assert [d["action"] for d in rows] == ["accept", "add"]
+    assert rows[1]["value"]["text"] is None
+    undone = study.run("decisions", "pipeline.yaml", "--undo", rows[0]["id"][:10], "--by", "cy")
+    assert undone.exit_code == 0, undone.output
+    assert [d.action for d in store(study).effective("coding")] == []
+    assert store(study).all()[-1].who == "cy"
+    bad = study.run("decisions", "pipeline.yaml", "--undo", "zzzz")
+    assert bad.exit_code == 2 and "no decision with id 'zzzz'" in bad.stderr
+
+
+# -- desktop round trip -----------------------------------------------------------------
+
+QDA = "{urn:QDA-XML:project:1.0}"
+
+
+def _edit_qdpx(path: Path, edit: Callable[[ET.Element], None]) -> Path:
+    """Rewrite project.qde of a .qdpx as a QDA program would after a review."""
+    with zipfile.ZipFile(path) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    ET.register_namespace("", QDA[1:-1])
+    root = ET.fromstring(members["project.qde"])
+    edit(root)
+    members["project.qde"] = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    out = path.with_name(f"reviewed{len(list(path.parent.glob('reviewed*')))}.qdpx")
+    with zipfile.ZipFile(out, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return out
+
+
+def _code_guid(root: ET.Element, name: str) -> str:
+    for code in root.iter(f"{QDA}Code"):
+        if code.get("name") == name:
+            return str(code.get("guid"))
+    raise AssertionError(name)
+
+
+def test_qdpx_round_trip_records_removed_and_added_codings(study: Project) -> None:
+    u2 = segment_of(study, "big market")
+    u1 = segment_of(study, "chat over coffee")
+    seg_rows = {r["segment_id"]: r for r in study.dataset("rl", "segment").to_pylist()}
+    assert (u2, "shop") in pairs(study) and (u1, "plan") not in pairs(study)
+    exported = study.root / "out" / "rl.qdpx"
+
+    def review(root: ET.Element) -> None:
+        shop, plan = _code_guid(root, "Shopping"), _code_guid(root, "The plan")
+        user = next(root.iter(f"{QDA}User")).get("guid")
+        for source in root.iter(f"{QDA}TextSource"):
+            for sel in list(source.findall(f"{QDA}PlainTextSelection")):
+                ref = sel.find(f"{QDA}Coding/{QDA}CodeRef")
+                at = (int(sel.get("startPosition", -1)), int(sel.get("endPosition", -1)))
+                u2_span = (seg_rows[u2]["start"], seg_rows[u2]["end"])
+                if ref is not None and ref.get("targetGUID") == shop and at == u2_span:
+                    source.remove(sel)  # the researcher removes a suggestion
+            if seg_rows[u1]["doc_id"] in (source.findtext(f"{QDA}Description") or ""):
+                # ... and codes a few words of u1 with "The plan", as a QualCoder user would
+                start = seg_rows[u1]["start"] + 5
+                new = ET.Element(
+                    f"{QDA}PlainTextSelection",
+                    {"guid": "0b3c1c8e-6f1f-4c55-9a83-000000000001",
+                     "startPosition": str(start), "endPosition": str(start + 20),
+                     "creatingUser": str(user)},
+                )  # fmt: skip
+                coding = ET.SubElement(
+                    new,
+                    f"{QDA}Coding",
+                    {"guid": "0b3c1c8e-6f1f-4c55-9a83-000000000002", "creatingUser": str(user)},
+                )
+                ET.SubElement(coding, f"{QDA}CodeRef", {"targetGUID": plan})
+                source.insert(1, new)
+
+    reviewed = _edit_qdpx(exported, review)
+    dry = study.run("decisions", "import", "pipeline.yaml", reviewed, "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert "would record 1 rejection(s) and 1 addition(s)" in dry.stdout
+    assert not store(study).path.exists()
+    result = study.run("decisions", "import", "pipeline.yaml", reviewed, "--who", "dana")
+    assert result.exit_code == 0, result.output
+    recorded = store(study).all()
+    assert {(d.action, d.ref["segment_id"], d.ref["code"], d.source, d.who) for d in recorded} == {
+        ("reject", u2, "shop", "qdpx", "dana"),
+        ("add", u1, "plan", "qdpx", "dana"),
+    }
+    add = next(d for d in recorded if d.action == "add")
+    start = seg_rows[u1]["start"] + 5
+    assert add.value == {"start": start, "end": start + 20}
+    # importing the same project again records nothing new
+    again = study.run("decisions", "import", "pipeline.yaml", reviewed)
+    assert "recorded 0 rejection(s) and 0 addition(s)" in again.stdout
+    assert "2 already decided" in again.stdout
+    # the next run follows the review
+    run(study)
+    rows = {(c["segment_id"], c["code_id"]): c for c in codings(study)}
+    assert (u2, "shop") not in rows
+    assert rows[(u1, "plan")]["coder"] == "human:dana"
+    assert (rows[(u1, "plan")]["start"], rows[(u1, "plan")]["end"]) == (start, start + 20)
+    # a project exported before the coding stage last ran may lack newer suggestions,
+    # which would look removed: importing it needs --force
+    old = _edit_qdpx(reviewed, lambda root: root.set("creationDateTime", "2001-01-01T00:00:00Z"))
+    stale = study.run("decisions", "import", "pipeline.yaml", old)
+    assert stale.exit_code != 0 and "ran again after this project was exported" in stale.stderr
+    forced = study.run("decisions", "import", "pipeline.yaml", old, "--force")
+    assert forced.exit_code == 0 and "recorded 0 rejection(s)" in forced.stdout
+
+
+def test_import_refuses_a_project_without_our_codings(study: Project) -> None:
+    def strip(root: ET.Element) -> None:
+        for source in root.iter(f"{QDA}TextSource"):
+            for sel in list(source.findall(f"{QDA}PlainTextSelection")):
+                source.remove(sel)
+
+    bare = _edit_qdpx(study.root / "out" / "rl.qdpx", strip)
+    result = study.run("decisions", "import", "pipeline.yaml", bare)
+    assert result.exit_code != 0
+    assert "holds none of the run's codings" in result.stderr
+    assert not store(study).path.exists()

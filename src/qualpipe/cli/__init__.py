@@ -23,7 +23,7 @@ from qualpipe.plugins import Manager, create_manager
 
 def build_cli(manager: Manager) -> click.Group:
     """Build the command group with core commands and every plugin's commands."""
-    from qualpipe.cli import info, inspect, run, scaffold
+    from qualpipe.cli import decisions, info, inspect, run, scaffold
     from qualpipe.review.command import review_cmd
 
     @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -56,6 +56,7 @@ def build_cli(manager: Manager) -> click.Group:
         inspect.inspect_cmd,
         scaffold.plugin_cmd,
         review_cmd,
+        decisions.decisions_cmd,
     ):
         cli.add_command(command)
     manager.add_commands(cli)

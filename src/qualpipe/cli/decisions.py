@@ -1,0 +1,385 @@
+"""``qualpipe decisions``: list, undo and import researchers' review decisions.
+
+``qualpipe decisions PIPELINE`` lists the decisions file (docs/review.md) as a table or
+JSON, filtered by target, person or action; ``--undo ID`` appends an undo.
+``qualpipe decisions import PIPELINE PROJECT.qdpx`` compares a REFI-QDA project exported
+by qualpipe and reviewed in QualCoder, NVivo, MAXQDA or ATLAS.ti with the run's codings
+and records the differences as decisions (source ``qdpx``): a suggestion the researcher
+removed is rejected, a coding they added is added.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zipfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from qualpipe.decisions import (
+    ACTIONS,
+    TARGETS,
+    UNDO,
+    Decision,
+    DecisionError,
+    DecisionStore,
+    effective_of,
+)
+from qualpipe.errors import QualpipeError
+from qualpipe.plugins import Manager
+
+_pipeline = click.argument("pipeline", type=click.Path(path_type=Path, dir_okay=False))
+_workdir = click.option(
+    "--workdir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Run store folder (default: .qualpipe/<pipeline name> beside the pipeline file).",
+)
+
+
+class _DefaultList(click.Group):
+    """``qualpipe decisions PIPELINE ...`` means ``qualpipe decisions list PIPELINE ...``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = ["list", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group("decisions", cls=_DefaultList)
+def decisions_cmd() -> None:
+    """Review decisions: `decisions PIPELINE` lists them; `decisions import` reads a
+    reviewed .qdpx project."""
+
+
+def _store(pipeline: Path) -> tuple[DecisionStore, str]:
+    from qualpipe.pipeline.model import load_pipeline
+
+    pipe = load_pipeline(pipeline)
+    return pipe.decision_store(), pipe.name
+
+
+def _short(value: Mapping[str, Any], show_text: bool) -> str:
+    parts = []
+    for k, v in value.items():
+        if k == "text" and not show_text:
+            v = f"<{len(str(v))} characters>"
+        parts.append(f"{k}={v}")
+    return " ".join(parts)
+
+
+@decisions_cmd.command("list")
+@_pipeline
+@click.option("--target", type=click.Choice(TARGETS), multiple=True, help="Only these targets.")
+@click.option("--who", multiple=True, help="Only decisions by these people.")
+@click.option(
+    "--action", type=click.Choice([*ACTIONS, UNDO]), multiple=True, help="Only these actions."
+)
+@click.option("--effective", is_flag=True, help="Only the decisions in force (latest per item).")
+@click.option("--undo", "undo_id", metavar="ID", help="Undo the decision with this id (or prefix).")
+@click.option("--by", "undo_who", default="", help="Who undoes (default: the OS user).")
+@click.option("--show-text", is_flag=True, help="Show the text of missed identifiers.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per decision).")
+def list_cmd(
+    pipeline: Path,
+    target: tuple[str, ...],
+    who: tuple[str, ...],
+    action: tuple[str, ...],
+    effective: bool,
+    undo_id: str | None,
+    undo_who: str,
+    show_text: bool,
+    as_json: bool,
+) -> None:
+    """List the decisions about PIPELINE's suggestions (in the order they were taken)."""
+    store, _ = _store(pipeline)
+    if undo_id:
+        every = store.all()
+        matches = [d for d in every if d.id.startswith(undo_id)]
+        if len(matches) != 1:
+            raise DecisionError(
+                f"{store.path}: {'no' if not matches else 'more than one'} decision with id "
+                f"{undo_id!r}; `qualpipe decisions {pipeline}` lists them"
+            )
+        done = store.undo(matches[0].id, who=undo_who)
+        click.echo(f"undid {matches[0].id} ({matches[0].target} {matches[0].action}): {done.id}")
+        return
+    all_decisions = store.all()
+    in_force = {d.id for d in effective_of(all_decisions)}
+    shown = [
+        d
+        for d in all_decisions
+        if (not target or d.target in target)
+        and (not who or d.who in who)
+        and (not action or d.action in action)
+        and (not effective or d.id in in_force)
+    ]
+    if as_json:
+        rows = []
+        for d in shown:
+            row = d.to_json()
+            if not show_text and "text" in row["value"]:
+                row["value"] = {**row["value"], "text": None}
+            rows.append({**row, "effective": d.id in in_force})
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    if not all_decisions:
+        click.echo(f"no decisions yet ({store.path})")
+        return
+    click.echo(f"{store.path}: {len(shown)} of {len(all_decisions)} decisions")
+    for d in shown:
+        mark = " " if d.id in in_force else "~"  # ~: superseded by a later decision
+        what = _short(d.ref, show_text)
+        value = _short(d.value, show_text)
+        click.echo(
+            f"{mark} {d.id[:8]}  {d.at[:19]}  {d.who:<10} {d.source:<6} {d.target:<7} "
+            f"{d.action:<6} {what}{'  -> ' + value if value else ''}"
+            f"{'  # ' + d.memo if d.memo else ''}"
+        )
+
+
+# -- qdpx import --------------------------------------------------------------------------------
+
+
+@dataclass
+class QdpxDiff:
+    """What an import found: decisions to record and what could not be used."""
+
+    decisions: list[Decision] = field(default_factory=list)
+    unchanged: int = 0
+    already: int = 0
+    problems: dict[str, int] = field(default_factory=dict)
+    documents: int = 0
+
+
+_MARKER = re.compile(r"qualpipe coding: (\S+)")
+
+
+def exported_coding_ids(qde: bytes) -> set[str]:
+    """The ``qualpipe coding: ID`` markers our exporter writes in selection descriptions."""
+    return set(_MARKER.findall(qde.decode("utf-8", errors="replace")))
+
+
+def qdpx_decisions(
+    project: Any,
+    codings: Sequence[Mapping[str, Any]],
+    documents: Sequence[Mapping[str, Any]],
+    segments: Sequence[Mapping[str, Any]],
+    codebook: Any,
+    existing: Iterable[Decision],
+    *,
+    who: str,
+    memo: str,
+    origin: str = "auto",
+) -> QdpxDiff:
+    """Compare a reviewed project's codings with the run's; return the decisions.
+
+    Per (segment, code) of the documents the project holds: a run coding (suggested or
+    accepted, or human from an earlier decision) the project no longer has -> reject; a
+    project coding the run does not have -> add (with the selection's span when it is
+    narrower than the segment). Decisions already in force are not repeated.
+    """
+    from qualpipe.coding.human import DocumentIndex, _match_source, import_qdpx
+
+    result = import_qdpx(project, documents, segments, codebook, origin=origin)
+    docs = DocumentIndex(documents)
+    covered = set()
+    for src in project.sources:
+        if src.problem is None:
+            doc_id, _ = _match_source(src, docs, {})
+            if doc_id is not None:
+                covered.add(doc_id)
+    seg_span = {s["segment_id"]: (int(s["start"]), int(s["end"])) for s in segments}
+    in_project: dict[tuple[str, str], tuple[int, int]] = {}
+    for row in result.rows:
+        key = (row["segment_id"], row["code_id"])
+        lo, hi = in_project.get(key, (row["start"], row["end"]))
+        in_project[key] = (min(lo, row["start"]), max(hi, row["end"]))
+    in_run = {
+        (c["segment_id"], c["code_id"]): c
+        for c in codings
+        if c["doc_id"] in covered and c["status"] in ("suggested", "accepted", "human")
+    }
+    in_force = {d.key(): d for d in effective_of(existing) if d.target == "coding"}
+    diff = QdpxDiff(documents=len(covered))
+    diff.problems = {str(k): int(v) for k, v in result.stats.get("problems", {}).items()}
+    for (seg, code), _row in sorted(in_run.items()):
+        if (seg, code) in in_project:
+            diff.unchanged += 1
+            continue
+        previous = in_force.get(("coding", seg, code))
+        if previous is not None and previous.action == "reject":
+            diff.already += 1
+            continue
+        diff.decisions.append(
+            Decision(
+                "coding",
+                "reject",
+                {"segment_id": seg, "code": code},
+                who=who,
+                memo=memo,
+                source="qdpx",
+            )
+        )
+    for (seg, code), (start, end) in sorted(in_project.items()):
+        if (seg, code) in in_run:
+            continue
+        previous = in_force.get(("coding", seg, code))
+        value: dict[str, Any] = {}
+        if (start, end) != seg_span.get(seg):
+            value = {"start": start, "end": end}
+        if previous is not None and previous.action == "add" and previous.value == value:
+            diff.already += 1
+            continue
+        diff.decisions.append(
+            Decision(
+                "coding",
+                "add",
+                {"segment_id": seg, "code": code},
+                value,
+                who=who,
+                memo=memo,
+                source="qdpx",
+            )
+        )
+    return diff
+
+
+def _export_time(qde: bytes) -> datetime | None:
+    m = re.search(rb'<Project\b[^>]*\bcreationDateTime="([^"]+)"', qde)
+    if not m:
+        return None
+    try:
+        return datetime.fromisoformat(m.group(1).decode().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _run_inputs(
+    pipeline: Path, workdir: Path | None, manager: Manager, stage_id: str | None
+) -> Any:
+    """The coding stage of the run and the datasets an import compares against."""
+    from qualpipe.codebook import Codebook
+    from qualpipe.runner import RunOptions, prepare
+
+    ctx = prepare(pipeline, (), RunOptions(workdir=workdir), manager)
+    candidates = [s for s in ctx.stages if "coding" in s.type.decisions]
+    if stage_id is not None:
+        candidates = [s for s in candidates if s.id == stage_id]
+    if len(candidates) != 1:
+        names = ", ".join(s.id for s in ctx.stages if "coding" in s.type.decisions) or "none"
+        raise QualpipeError(
+            f"{pipeline}: choose the coding stage with --stage (stages reading coding "
+            f"decisions: {names})"
+        )
+    stage = candidates[0]
+    manifest = ctx.store.manifest(stage.id)
+    if manifest is None:
+        raise QualpipeError(
+            f"stage {stage.id!r} of {pipeline} has not run in {ctx.workdir}; run the pipeline "
+            "(and export the .qdpx) first"
+        )
+    codings = ctx.store.reader(stage.id, "codings").read_all().to_pylist()
+    segments = ctx.input_reader(stage, "segments").read_all().to_pylist()
+    book = Codebook.from_table(ctx.input_reader(stage, "codebook").read_all())
+    seg_binding = stage.bindings["segments"]
+    if seg_binding.stage is None:
+        raise QualpipeError(f"stage {stage.id!r} reads segments from a path; import needs a run")
+    producer = ctx.stage(seg_binding.stage)
+    doc_inputs = [n for n, b in producer.bindings.items() if b.kind == "documents"]
+    if not doc_inputs:
+        raise QualpipeError(f"stage {producer.id!r} reads no documents; cannot place selections")
+    documents = ctx.input_reader(producer, doc_inputs[0]).read_all().to_pylist()
+    return ctx, stage, manifest, codings, segments, book, documents
+
+
+@decisions_cmd.command("import")
+@_pipeline
+@click.argument("project_file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--who", default="", help="Who reviewed the project (default: the OS user).")
+@click.option("--stage", "stage_id", metavar="ID", help="The coding stage (if several).")
+@click.option(
+    "--origin",
+    type=click.Choice(["auto", "nvivo", "qualcoder", "codepoints"]),
+    default="auto",
+    help="How the program counted offsets (default: from the project, checked).",
+)
+@click.option("--dry-run", is_flag=True, help="Show what would be recorded; record nothing.")
+@click.option("--force", is_flag=True, help="Import even if the run changed after the export.")
+@_workdir
+@click.pass_obj
+def import_cmd(
+    manager: Manager,
+    pipeline: Path,
+    project_file: Path,
+    who: str,
+    stage_id: str | None,
+    origin: str,
+    dry_run: bool,
+    force: bool,
+    workdir: Path | None,
+) -> None:
+    """Record the differences between a reviewed PROJECT_FILE (.qdpx) and the run's
+    codings as decisions: removed suggestions are rejected, new codings added."""
+    from qualpipe.coding.human import read_qdpx
+
+    ctx, stage, manifest, codings, segments, book, documents = _run_inputs(
+        pipeline, workdir, manager, stage_id
+    )
+    try:
+        with zipfile.ZipFile(project_file) as zf:
+            qde = zf.read("project.qde")
+    except (OSError, KeyError, zipfile.BadZipFile) as exc:
+        raise QualpipeError(
+            f"{project_file}: not a REFI-QDA project ({type(exc).__name__}); export it as .qdpx"
+        ) from None
+    exported = _export_time(qde)
+    finished = manifest.get("finished_at")
+    if exported and finished and not force:
+        ran = datetime.fromisoformat(str(finished).replace("Z", "+00:00"))
+        if ran.replace(microsecond=0) > exported:
+            raise QualpipeError(
+                f"{project_file}: stage {stage.id!r} ran again after this project was exported "
+                f"({finished} > {exported.isoformat()}), so its suggestions may differ; "
+                "export the current run, or pass --force"
+            )
+    suggested = [c for c in codings if c["status"] in ("suggested", "accepted")]
+    if suggested and not exported_coding_ids(qde):
+        raise QualpipeError(
+            f"{project_file}: the project holds none of the run's codings (was it exported "
+            "by this pipeline, with its suggestions?); nothing imported"
+        )
+    store = ctx.pipeline.decision_store()
+    diff = qdpx_decisions(
+        read_qdpx(project_file),
+        codings,
+        documents,
+        segments,
+        book,
+        store.all(),
+        who=who,
+        memo=f"imported from {project_file.name}",
+        origin=origin,
+    )
+    added = sum(1 for d in diff.decisions if d.action == "add")
+    rejected = len(diff.decisions) - added
+    recorded = diff.decisions if dry_run else store.extend(diff.decisions)
+    verb = "would record" if dry_run else "recorded"
+    click.echo(
+        f"{project_file.name}: {diff.documents} document(s); {verb} {rejected} rejection(s) "
+        f"and {added} addition(s); {diff.unchanged} coding(s) unchanged, {diff.already} "
+        f"already decided"
+    )
+    for d in recorded:
+        click.echo(
+            f"  {d.action:<6} {d.ref['segment_id']}  {d.ref['code']}  {_short(d.value, False)}"
+        )
+    if diff.problems:
+        problems = ", ".join(f"{k}: {v}" for k, v in sorted(diff.problems.items()))
+        click.echo(f"selections not placed: {problems} (see docs/interop.md)", err=True)
+    if not dry_run and recorded:
+        click.echo(f"decisions in {store.path}; `qualpipe run {pipeline}` applies them")
