@@ -285,6 +285,11 @@ def test_summarise_counts_only() -> None:
         "total": 3,
         "by_target": {"coding": {"reject": 1, "add": 1}, "theme": {"reject": 1}},
         "by_person": {"ana": {"reject": 1, "add": 1}, "bo": {"reject": 1}},
+        "counts": [
+            ["coding", "add", "ana", 1],
+            ["coding", "reject", "ana", 1],
+            ["theme", "reject", "bo", 1],
+        ],
     }
 
 

@@ -575,3 +575,30 @@ def test_import_refuses_a_project_without_our_codings(study: Project) -> None:
     assert result.exit_code != 0
     assert "holds none of the run's codings" in result.stderr
     assert not store(study).path.exists()
+
+
+# -- audit ------------------------------------------------------------------------------
+
+
+def test_report_provenance_counts_decisions_by_target_and_person(study: Project) -> None:
+    seg = segment_of(study, "big market")
+    u1, _ = _doc_text(study, "chat over coffee")
+    store(study).extend(
+        [
+            Decision("coding", "reject", {"segment_id": seg, "code": "shop"}, who="ana"),
+            Decision("coding", "accept", {"segment_id": seg, "code": "swim"}, who="bo"),
+            Decision("coding", "add", {"segment_id": seg, "code": "chat"}, who="bo"),
+            Decision("theme", "rename", {"theme_id": "order"}, {"name": "Plans"}, who="ana"),
+        ]
+    )
+    run(study)
+    report = (study.root / "out" / "report.html").read_text(encoding="utf-8")
+    assert "Review decisions" in report
+    assert "codings: 1 accepted, 1 rejected, 1 added; themes: 1 renamed (by ana, bo)" in report
+    # a decision that changes no data still reaches the report: the export re-runs
+    store(study).append(Decision("finding", "accept", _finding(study, u1, "[PLACE 1]"), who="cy"))
+    actions = run(study)
+    assert actions["anonymise"] == "run" and actions["export"] == "run"
+    assert actions["segment"] == "skip" and actions["code"] == "skip"
+    report = (study.root / "out" / "report.html").read_text(encoding="utf-8")
+    assert "anonymisation findings: 1 accepted" in report and "by ana, bo, cy" in report

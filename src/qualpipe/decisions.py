@@ -374,15 +374,24 @@ def fingerprint_of(decisions: Iterable[Decision], targets: Iterable[str]) -> str
 
 
 def summarise(decisions: Iterable[Decision]) -> dict[str, Any]:
-    """Counts of decisions (never their content) by target and action and by person:
-    what stage manifests record and the report's provenance shows."""
+    """Counts of decisions (never their content) by target and action, by person, and
+    as ``counts`` rows ``[target, action, who, n]``: what stage manifests record and the
+    report's provenance shows."""
     by_target: dict[str, dict[str, int]] = {}
     by_person: dict[str, dict[str, int]] = {}
+    rows: dict[tuple[str, str, str], int] = {}
     total = 0
     for d in decisions:
         total += 1
+        who = d.who or "unknown"
         t = by_target.setdefault(d.target, {})
         t[d.action] = t.get(d.action, 0) + 1
-        p = by_person.setdefault(d.who or "unknown", {})
+        p = by_person.setdefault(who, {})
         p[d.action] = p.get(d.action, 0) + 1
-    return {"total": total, "by_target": by_target, "by_person": by_person}
+        rows[(d.target, d.action, who)] = rows.get((d.target, d.action, who), 0) + 1
+    return {
+        "total": total,
+        "by_target": by_target,
+        "by_person": by_person,
+        "counts": [[t, a, w, n] for (t, a, w), n in sorted(rows.items())],
+    }

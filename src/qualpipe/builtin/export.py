@@ -94,6 +94,9 @@ EXPORT = StageType(
     produces=[Output("exports", "exports")],
     components=("exporter",),
     export=True,
+    # reports count the researchers' decisions (from the manifests): any decision, even
+    # one that changes no data (an accepted finding), makes the export current again
+    decisions=("finding", "coding", "theme", "quote"),
     params=[
         Param("formats", "list", DEFAULT_FORMATS, "formats to write (see 'qualpipe plugins')"),
         Param("out", "output_path", None, "folder for the files (default exports/<pipeline>)"),

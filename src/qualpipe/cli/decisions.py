@@ -262,16 +262,20 @@ def _export_time(qde: bytes) -> datetime | None:
 def _run_inputs(
     pipeline: Path, workdir: Path | None, manager: Manager, stage_id: str | None
 ) -> Any:
-    """The coding stage of the run and the datasets an import compares against."""
+    """The coding stage of the run (it writes codings and reads coding decisions) and the
+    datasets an import compares against."""
     from qualpipe.codebook import Codebook
     from qualpipe.runner import RunOptions, prepare
 
     ctx = prepare(pipeline, (), RunOptions(workdir=workdir), manager)
-    candidates = [s for s in ctx.stages if "coding" in s.type.decisions]
-    if stage_id is not None:
-        candidates = [s for s in candidates if s.id == stage_id]
+    coding_stages = [
+        s
+        for s in ctx.stages
+        if "coding" in s.type.decisions and any(o.kind == "codings" for o in s.type.outputs)
+    ]
+    candidates = [s for s in coding_stages if stage_id is None or s.id == stage_id]
     if len(candidates) != 1:
-        names = ", ".join(s.id for s in ctx.stages if "coding" in s.type.decisions) or "none"
+        names = ", ".join(s.id for s in coding_stages) or "none"
         raise QualpipeError(
             f"{pipeline}: choose the coding stage with --stage (stages reading coding "
             f"decisions: {names})"

@@ -417,6 +417,9 @@ def build_report(bundle: ExportBundle) -> Report:
         summary.append(("Machine proposals", f"{len(proposals)} (for review)"))
     if findings is not None:
         summary.append(("Identifiers replaced", f"{len(findings)}"))
+    reviewed = review_counts(provenance)
+    if reviewed:
+        summary.append(("Review decisions", _review_sentence(reviewed)))
 
     title = str(options.get("title") or f"{bundle.pipeline_name or 'qualpipe'}: thematic analysis")
     return Report(
@@ -941,6 +944,78 @@ def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
 
 
+#: How review decisions are named in reports (docs/review.md), per action.
+_REVIEW_WORDS = {
+    "accept": "accepted",
+    "reject": "rejected",
+    "add": "added",
+    "edit": "edited",
+    "merge": "merged",
+    "rename": "renamed",
+}
+_REVIEW_TARGETS = {
+    "finding": "anonymisation findings",
+    "coding": "codings",
+    "theme": "themes",
+    "quote": "quotes",
+}
+
+
+def review_counts(provenance: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, str, int]]:
+    """(target, action, who, n) of the researchers' decisions in force, from the stage
+    manifests (counts only; each target from the first stage that reports it)."""
+    seen: set[str] = set()
+    out: list[tuple[str, str, str, int]] = []
+    for stage in provenance:
+        rows = ((stage.get("stats") or {}).get("decisions") or {}).get("counts") or []
+        targets = {str(r[0]) for r in rows if isinstance(r, list | tuple) and len(r) == 4}
+        for r in rows:
+            if isinstance(r, list | tuple) and len(r) == 4 and str(r[0]) not in seen:
+                out.append((str(r[0]), str(r[1]), str(r[2]), int(r[3])))
+        seen |= targets
+    return out
+
+
+def _review_sentence(counts: Sequence[tuple[str, str, str, int]]) -> str:
+    per_target: dict[str, Counter[str]] = defaultdict(Counter)
+    for target, action, _, n in counts:
+        per_target[target][action] += n
+    parts = []
+    for target, label in _REVIEW_TARGETS.items():
+        if target in per_target:
+            acts = ", ".join(
+                f"{per_target[target][a]} {w}"
+                for a, w in _REVIEW_WORDS.items()
+                if per_target[target][a]
+            )
+            parts.append(f"{label}: {acts}")
+    people = sorted({who for _, _, who, _ in counts})
+    return "; ".join(parts) + f" (by {', '.join(people)})"
+
+
+def _html_review(report: Report) -> str:
+    counts = review_counts(report.provenance)
+    if not counts:
+        return ""
+    cols = list(_REVIEW_WORDS)
+    per: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+    for target, action, who, n in counts:
+        per[(_REVIEW_TARGETS.get(target, target), who)][action] += n
+    head = "".join(f'<th class="n">{esc(_REVIEW_WORDS[c])}</th>' for c in cols)
+    body = "".join(
+        f"<tr><td>{esc(target)}</td><td>{esc(who)}</td>"
+        + "".join(f'<td class="n">{per[(target, who)][c] or ""}</td>' for c in cols)
+        + "</tr>"
+        for target, who in sorted(per)
+    )
+    return (
+        '<h3>Review decisions</h3><p class="meta">The researchers\' decisions about the '
+        "machine's suggestions in force for this run (counts only).</p>"
+        f'<table class="prov num"><thead><tr><th>Suggestions</th><th>By</th>{head}</tr>'
+        f"</thead><tbody>{body}</tbody></table>"
+    )
+
+
 def _html_provenance(report: Report) -> str:
     version, sha, finished = _run_facts(report)
     facts = [f"Pipeline <strong>{esc(report.pipeline or '?')}</strong>", f"qualpipe {esc(version)}"]
@@ -970,7 +1045,7 @@ def _html_provenance(report: Report) -> str:
         '<th>Stage</th><th>Plugin</th><th>Rows written</th><th class="n">Seconds</th>'
         f"<th>Parameters</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
         '<p class="meta">Parameters that may hold names or secrets (deny and allow lists, '
-        "speaker names, the key file) are not shown.</p>"
+        "speaker names, the key file) are not shown.</p>" + _html_review(report)
     )
 
 
@@ -1280,6 +1355,11 @@ def _methods_text(report: Report, version: str | None, sha: str | None) -> str:
     coders = _coders(report)
     if coders:
         parts.append(f"Segments were coded by: {', '.join(coders)}.")
+    reviewed = review_counts(report.provenance)
+    if reviewed:
+        parts.append(
+            f"The researchers reviewed the machine's suggestions: {_review_sentence(reviewed)}."
+        )
     if report.proposals:
         parts.append(
             f"{len(report.proposals)} machine-proposed theme(s) await review and are not "
