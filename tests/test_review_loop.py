@@ -602,3 +602,12 @@ def test_report_provenance_counts_decisions_by_target_and_person(study: Project)
     assert actions["segment"] == "skip" and actions["code"] == "skip"
     report = (study.root / "out" / "report.html").read_text(encoding="utf-8")
     assert "anonymisation findings: 1 accepted" in report and "by ana, bo, cy" in report
+
+
+def test_decisions_reach_batch_workers_in_other_processes(study: Project) -> None:
+    seg = segment_of(study, "big market")
+    store(study).append(Decision("coding", "reject", {"segment_id": seg, "code": "plan"}))
+    store(study).append(Decision("coding", "accept", {"segment_id": seg, "code": "swim"}))
+    run(study, "--workers", "2")  # the code stage re-runs in a process pool
+    assert (seg, "plan") not in pairs(study)
+    assert (seg, "swim") in pairs(study, "accepted")

@@ -142,6 +142,31 @@ def _code_resolver(book: Codebook) -> Callable[[str], str | None]:
     return resolve
 
 
+# per-process cache: the decisions of the job indexed by segment (built once, not per batch)
+_INDEX: dict[tuple[Any, ...], tuple[Callable[[str], str | None], dict[str, list[Any]]]] = {}
+
+
+def _decision_index(
+    decisions: Sequence[Decision], book: Codebook
+) -> tuple[Callable[[str], str | None], dict[str, list[tuple[str, Decision]]]]:
+    """(code resolver, segment id -> [(code id, decision)]) for one job's decisions."""
+    key = (id(decisions), book.version, len(decisions), decisions[0].id, decisions[-1].id)
+    if key not in _INDEX:
+        _INDEX.clear()
+        resolve = _code_resolver(book)
+        by_segment: dict[str, list[tuple[str, Decision]]] = defaultdict(list)
+        for d in decisions:
+            if d.target != "coding":
+                continue
+            code = resolve(str(d.ref["code"]))
+            if code is None:
+                log.warning("coding decision names a code not in the codebook", decision=d.id)
+                continue
+            by_segment[str(d.ref["segment_id"])].append((code, d))
+        _INDEX[key] = (resolve, dict(by_segment))
+    return _INDEX[key]
+
+
 def human_coding_row(
     decision: Decision, segment: Mapping[str, Any], code_id: str, version: str, span: Any = None
 ) -> dict[str, Any]:
@@ -182,16 +207,8 @@ def apply_coding_decisions(
     this batch are left to their batch; ones naming a code no longer in the codebook
     are skipped with a warning naming the decision (never text).
     """
-    resolve = _code_resolver(book)
-    decided: dict[tuple[str, str], Decision] = {}
-    for d in decisions:
-        if d.target != "coding" or d.ref["segment_id"] not in segments:
-            continue
-        code = resolve(str(d.ref["code"]))
-        if code is None:
-            log.warning("coding decision names a code not in the codebook", decision=d.id)
-            continue
-        decided[(d.ref["segment_id"], code)] = d
+    resolve, by_segment = _decision_index(decisions, book)
+    decided = {(seg_id, code): d for seg_id in segments for code, d in by_segment.get(seg_id, ())}
     if not decided:
         return rows
     out: list[dict[str, Any]] = []
