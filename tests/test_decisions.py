@@ -37,6 +37,9 @@ def test_append_fills_id_time_and_user_and_round_trips(tmp_path: Path) -> None:
     assert len(d.id) == 32 and d.at.endswith("Z") and d.who
     assert store.path.exists()
     assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
+    # the folder made for it is private and ignored by git
+    assert stat.S_IMODE(store.path.parent.stat().st_mode) == 0o700
+    assert (store.path.parent / ".gitignore").read_text().splitlines()[-1] == "*"
     (back,) = store.all()
     assert back == d
     assert Decision.from_json(d.to_json()) == d

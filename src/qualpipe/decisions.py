@@ -38,6 +38,11 @@ ACTIONS = ("accept", "reject", "edit", "add", "merge", "rename")
 #: for that reference becomes "no decision" (``value = {"id": <undone decision id>}``).
 UNDO = "undo"
 SOURCES = ("review", "qdpx", "cli")
+#: Written into a folder created for a decisions file.
+GITIGNORE = (
+    "# qualpipe review decisions: they can hold identifiers the anonymiser missed.\n"
+    "# Keep them out of version control and shared folders (docs/review.md).\n*\n"
+)
 
 #: The fields of a reference that identify what is decided about, per target: the latest
 #: decision per (target, these values) is the effective one.
@@ -284,7 +289,11 @@ class DecisionStore:
     def _write(self, data: bytes) -> None:
         created = not self.path.exists()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.path.parent.exists():
+                # a folder made for decisions: private, and kept out of version control
+                # (missed identifiers are real names)
+                self.path.parent.mkdir(parents=True, mode=0o700)
+                (self.path.parent / ".gitignore").write_text(GITIGNORE, encoding="utf-8")
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         except OSError as exc:
             raise DecisionError(
