@@ -297,6 +297,11 @@ def test_false_positive_and_missed_identifier_change_the_output(study: Project) 
     manifest_text = (study.workdir("rl") / "anonymise" / "manifest.json").read_text()
     assert "hope" not in manifest_text.casefold()
     assert "woofles" not in manifest_text
+    # the run directory is disposable: the decisions (and the key) live outside it
+    shutil.rmtree(study.workdir("rl"))
+    run(study)
+    assert "from Hope," in _doc_text(study, "big market")[1]
+    assert "mister woofles" not in _doc_text(study, "chat over coffee")[1]
 
 
 def test_ambiguous_false_positive_is_reported_not_guessed(study: Project) -> None:
