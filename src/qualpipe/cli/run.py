@@ -33,9 +33,16 @@ _pipeline = click.argument("pipeline", type=click.Path(path_type=Path, dir_okay=
 @click.option("--from", "from_stage", metavar="ID", help="Run this stage and all after it.")
 @click.option("--until", metavar="ID", help="Stop after this stage.")
 @click.option("--only", metavar="ID", help="Run only this stage (its inputs must exist).")
-@click.option("--executor", metavar="NAME", help="Executor plugin (default: local).")
-@click.option("--workers", type=click.IntRange(min=1), help="Worker processes for batch stages.")
-@click.option("--address", help="Cluster address for distributed executors (e.g. auto).")
+@click.option("--executor", metavar="NAME", help="Executor: local (default), ray, or a plugin's.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Worker processes for batch stages (ray: CPUs of the local Ray it starts).",
+)
+@click.option(
+    "--address",
+    help="Cluster address for distributed executors (ray: auto, or ray://HOST:PORT).",
+)
 @click.option("--strict", is_flag=True, help="Exit non-zero if any input was quarantined.")
 @click.option(
     "--progress/--no-progress", default=None, help="Progress bars (default: on a terminal)."

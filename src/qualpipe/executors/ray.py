@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -216,17 +217,25 @@ def _format_ids(ids: list[str]) -> str:
 def run_task(job: BatchJob, task: Task) -> dict[str, Any]:
     """Ray task body: process the task's batches; failures come back as a value."""
     parts: PartResults = {}
-    bi, batch = task.first, None
+    bi, current = task.first, None
     try:
         for bi, batch in read_task_batches(task):
+            current = batch
             merge_parts(parts, run_one_batch(job, batch, task.file_index, bi))
+            current = None
     except Exception as exc:
+        first = str(exc).splitlines()[0][:300] if str(exc) else ""
         return {
-            "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}",
+            "error": f"{type(exc).__name__}: {first}",
             "qualpipe_error": str(exc) if isinstance(exc, QualpipeError) else None,
             "exit_code": getattr(exc, "exit_code", None),
-            "batch": bi,
-            "doc_ids": doc_ids(batch) if batch is not None else [],
+            # a batch that failed, or (while reading) the task's batches
+            "where": (
+                f"batch {bi} of input file {task.file_index}"
+                if current is not None
+                else f"reading batches {task.first}-{task.last - 1} of input file {task.file_index}"
+            ),
+            "doc_ids": doc_ids(current) if current is not None else None,
             "traceback": traceback.format_exc(),
         }
     return {"parts": parts, "rows": task.rows}
@@ -414,7 +423,14 @@ class RayExecutor(Executor):
         if self.workers is not None:
             slots = min(slots, self.workers)
         tasks = plan_tasks(
-            [Path(f) for f in reader.files], job.batch_size, int(opts["task_mb"] * 1e6), 4 * slots
+            [Path(f).absolute() for f in reader.files],
+            job.batch_size,
+            int(opts["task_mb"] * 1e6),
+            4 * slots,
+        )
+        # workers on other nodes do not share the driver's working directory
+        job = dataclasses.replace(
+            job, output_dirs={n: Path(d).absolute() for n, d in job.output_dirs.items()}
         )
         remote = self._remote.options(
             num_cpus=opts["num_cpus"],
@@ -464,8 +480,8 @@ class RayExecutor(Executor):
                 ray.wait(left, num_returns=len(left), timeout=30)
 
     def _failed(self, job: BatchJob, task: Task, out: dict[str, Any]) -> StageError:
-        where = f"batch {out['batch']} of input file {task.file_index}"
-        ids = _format_ids(out["doc_ids"])
+        where = out["where"]
+        ids = _format_ids(out["doc_ids"]) if out["doc_ids"] is not None else task.path
         msg = out["qualpipe_error"] or f"{out['error']} (run with --debug for the traceback)"
         err = StageError(job.stage_id, f"{msg} [ray task, {where}; {ids}]", _plugin(job))
         if out["exit_code"] is not None:
