@@ -50,9 +50,20 @@ def write_part(
     table = kind.conform(data, who)
     directory.mkdir(parents=True, exist_ok=True)
     tmp = directory / (name + ".tmp")
-    pq.write_table(table, tmp, compression="zstd")
+    pq.write_table(table, tmp, compression="zstd", row_group_size=row_group_rows(table))
     tmp.rename(directory / name)
     return int(table.num_rows)
+
+
+#: Largest row group written, in bytes of Arrow data (readers hold one row group at a time).
+ROW_GROUP_BYTES = 64 * 1024 * 1024
+
+
+def row_group_rows(table: pa.Table) -> int:
+    """Rows per row group so that one holds about :data:`ROW_GROUP_BYTES` at most."""
+    if not table.num_rows or table.nbytes <= ROW_GROUP_BYTES:
+        return max(1, int(table.num_rows))
+    return max(1, int(table.num_rows * ROW_GROUP_BYTES / table.nbytes))
 
 
 def dataset_fingerprint(directory: Path, files: list[str]) -> str:
@@ -215,7 +226,7 @@ class StageWriter:
                 f"{self.who} wrote batches with different columns to output {name!r}; "
                 "every batch of one output needs the same columns"
             )
-        writer.write_table(table)
+        writer.write_table(table, row_group_size=row_group_rows(table))
         self.parts[name][part_name(0)] += table.num_rows
 
     def add_parts(self, name: str, parts: Mapping[str, int]) -> None:

@@ -52,8 +52,17 @@ def available(bundle: ExportBundle) -> list[str]:
     return [n for n in ORDER if n in names] + sorted(n for n in names if n not in ORDER)
 
 
+#: Bytes of Arrow data per batch read (long documents come a few at a time).
+BATCH_BYTES = 16 * 1024 * 1024
+
+
 def _batches(reader: DatasetReader) -> Iterator[pa.RecordBatch]:
-    yield from reader.iter_batches(16384)
+    for f in reader.files:
+        pf = pq.ParquetFile(f)
+        meta = pf.metadata
+        size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        per_row = size / meta.num_rows if meta.num_rows else 1
+        yield from pf.iter_batches(batch_size=max(1, min(16384, int(BATCH_BYTES / per_row))))
 
 
 def _column_batches(reader: DatasetReader, columns: list[str]) -> Iterator[pa.RecordBatch]:
@@ -161,7 +170,18 @@ def csv_column(values: list[Any], field_type: pa.DataType) -> list[str]:
         return ["" if v is None else v for v in values]
     if pa.types.is_integer(field_type):
         return ["" if v is None else str(v) for v in values]
+    if pa.types.is_nested(field_type) and not _has_map(field_type):
+        return ["" if v is None else _JSON(v) for v in values]  # nothing for _plain to do
     return [csv_value(v, field_type) for v in values]
+
+
+_JSON = json.JSONEncoder(ensure_ascii=False, default=str).encode
+
+
+def _has_map(field_type: pa.DataType) -> bool:
+    if pa.types.is_map(field_type):
+        return True
+    return any(_has_map(field_type.field(i).type) for i in range(field_type.num_fields))
 
 
 def export_parquet(bundle: ExportBundle) -> Sequence[Path]:
