@@ -510,6 +510,7 @@ def test_qdpx_round_trip_records_removed_and_added_codings(study: Project) -> No
 
     def review(root: ET.Element) -> None:
         shop, plan = _code_guid(root, "Shopping"), _code_guid(root, "The plan")
+        swim = _code_guid(root, "Swimming")
         user = next(root.iter(f"{QDA}User")).get("guid")
         for source in root.iter(f"{QDA}TextSource"):
             for sel in list(source.findall(f"{QDA}PlainTextSelection")):
@@ -518,6 +519,8 @@ def test_qdpx_round_trip_records_removed_and_added_codings(study: Project) -> No
                 u2_span = (seg_rows[u2]["start"], seg_rows[u2]["end"])
                 if ref is not None and ref.get("targetGUID") == shop and at == u2_span:
                     source.remove(sel)  # the researcher removes a suggestion
+                if ref is not None and ref.get("targetGUID") == swim and at == u2_span:
+                    sel.set("startPosition", str(at[0] + 7))  # ... and narrows another
             if seg_rows[u1]["doc_id"] in (source.findtext(f"{QDA}Description") or ""):
                 # ... and codes a few words of u1 with "The plan", as a QualCoder user would
                 start = seg_rows[u1]["start"] + 5
@@ -538,7 +541,7 @@ def test_qdpx_round_trip_records_removed_and_added_codings(study: Project) -> No
     reviewed = _edit_qdpx(exported, review)
     dry = study.run("decisions", "import", "pipeline.yaml", reviewed, "--dry-run")
     assert dry.exit_code == 0, dry.output
-    assert "would record 1 rejection(s) and 1 addition(s)" in dry.stdout
+    assert "would record 1 rejection(s), 1 addition(s) and 1 edit(s)" in dry.stdout
     assert not store(study).path.exists()
     result = study.run("decisions", "import", "pipeline.yaml", reviewed, "--who", "dana")
     assert result.exit_code == 0, result.output
@@ -546,20 +549,25 @@ def test_qdpx_round_trip_records_removed_and_added_codings(study: Project) -> No
     assert {(d.action, d.ref["segment_id"], d.ref["code"], d.source, d.who) for d in recorded} == {
         ("reject", u2, "shop", "qdpx", "dana"),
         ("add", u1, "plan", "qdpx", "dana"),
+        ("edit", u2, "swim", "qdpx", "dana"),
     }
+    edit = next(d for d in recorded if d.action == "edit")
+    assert edit.value == {"start": seg_rows[u2]["start"] + 7, "end": seg_rows[u2]["end"]}
     add = next(d for d in recorded if d.action == "add")
     start = seg_rows[u1]["start"] + 5
     assert add.value == {"start": start, "end": start + 20}
     # importing the same project again records nothing new
     again = study.run("decisions", "import", "pipeline.yaml", reviewed)
-    assert "recorded 0 rejection(s) and 0 addition(s)" in again.stdout
-    assert "2 already decided" in again.stdout
+    assert "recorded 0 rejection(s), 0 addition(s) and 0 edit(s)" in again.stdout
+    assert "3 already decided" in again.stdout
     # the next run follows the review
     run(study)
     rows = {(c["segment_id"], c["code_id"]): c for c in codings(study)}
     assert (u2, "shop") not in rows
     assert rows[(u1, "plan")]["coder"] == "human:dana"
     assert (rows[(u1, "plan")]["start"], rows[(u1, "plan")]["end"]) == (start, start + 20)
+    assert rows[(u2, "swim")]["status"] == "human"
+    assert rows[(u2, "swim")]["start"] == seg_rows[u2]["start"] + 7
     # a project exported before the coding stage last ran may lack newer suggestions,
     # which would look removed: importing it needs --force
     old = _edit_qdpx(reviewed, lambda root: root.set("creationDateTime", "2001-01-01T00:00:00Z"))

@@ -179,9 +179,10 @@ def qdpx_decisions(
     """Compare a reviewed project's codings with the run's; return the decisions.
 
     Per (segment, code) of the documents the project holds: a run coding (suggested or
-    accepted, or human from an earlier decision) the project no longer has -> reject; a
-    project coding the run does not have -> add (with the selection's span when it is
-    narrower than the segment). Decisions already in force are not repeated.
+    accepted, or human from an earlier decision) the project no longer has -> reject; one
+    whose selection now covers other words (not just other white space) -> edit with the
+    new span; a project coding the run does not have -> add (with the selection's span
+    when it is narrower than the segment). Decisions already in force are not repeated.
     """
     from qualpipe.coding.human import DocumentIndex, _match_source, import_qdpx
 
@@ -207,9 +208,31 @@ def qdpx_decisions(
     in_force = {d.key(): d for d in effective_of(existing) if d.target == "coding"}
     diff = QdpxDiff(documents=len(covered))
     diff.problems = {str(k): int(v) for k, v in result.stats.get("problems", {}).items()}
-    for (seg, code), _row in sorted(in_run.items()):
+    text_of = {d["doc_id"]: str(d["text"]) for d in documents}
+    for (seg, code), ours in sorted(in_run.items()):
         if (seg, code) in in_project:
-            diff.unchanged += 1
+            start, end = in_project[(seg, code)]
+            text = text_of.get(ours["doc_id"], "")
+            if text[start:end].strip() == text[ours["start"] : ours["end"]].strip():
+                diff.unchanged += 1
+                continue
+            # the researcher resized the selection: it becomes their coding of that span
+            previous = in_force.get(("coding", seg, code))
+            span = {"start": start, "end": end}
+            if previous is not None and previous.value == span:
+                diff.already += 1
+                continue
+            diff.decisions.append(
+                Decision(
+                    "coding",
+                    "edit",
+                    {"segment_id": seg, "code": code},
+                    span,
+                    who=who,
+                    memo=memo,
+                    source="qdpx",
+                )
+            )
             continue
         previous = in_force.get(("coding", seg, code))
         if previous is not None and previous.action == "reject":
@@ -370,13 +393,14 @@ def import_cmd(
         origin=origin,
     )
     added = sum(1 for d in diff.decisions if d.action == "add")
-    rejected = len(diff.decisions) - added
+    edited = sum(1 for d in diff.decisions if d.action == "edit")
+    rejected = len(diff.decisions) - added - edited
     recorded = diff.decisions if dry_run else store.extend(diff.decisions)
     verb = "would record" if dry_run else "recorded"
     click.echo(
-        f"{project_file.name}: {diff.documents} document(s); {verb} {rejected} rejection(s) "
-        f"and {added} addition(s); {diff.unchanged} coding(s) unchanged, {diff.already} "
-        f"already decided"
+        f"{project_file.name}: {diff.documents} document(s); {verb} {rejected} rejection(s), "
+        f"{added} addition(s) and {edited} edit(s); {diff.unchanged} coding(s) unchanged, "
+        f"{diff.already} already decided"
     )
     for d in recorded:
         click.echo(
