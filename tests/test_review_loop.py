@@ -624,3 +624,61 @@ def test_decisions_reach_batch_workers_in_other_processes(study: Project) -> Non
     run(study, "--workers", "2")  # the code stage re-runs in a process pool
     assert (seg, "plan") not in pairs(study)
     assert (seg, "swim") in pairs(study, "accepted")
+
+
+def _as_nvivo(path: Path) -> Path:
+    """The project as NVivo for Windows writes it: Sources/ with BOM and CRLF, offsets in
+    UTF-16 code units over that text (docs/interop.md)."""
+    with zipfile.ZipFile(path) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    texts = {
+        n.split("/")[-1].removesuffix(".txt"): members.pop(n).decode("utf-8")
+        for n in list(members)
+        if n.startswith("sources/")
+    }
+    for guid, text in texts.items():
+        members[f"Sources/{guid}.txt"] = b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode()
+    ET.register_namespace("", QDA[1:-1])
+    root = ET.fromstring(members["project.qde"])
+    root.set("origin", "NVivo 12.6")
+
+    def units(text: str, p: int) -> int:
+        return len(text[:p].encode("utf-16-le")) // 2 + text[:p].count("\n")
+
+    for source in root.iter(f"{QDA}TextSource"):
+        text = texts[str(source.get("guid"))]
+        for sel in source.iter(f"{QDA}PlainTextSelection"):
+            for attr in ("startPosition", "endPosition"):
+                sel.set(attr, str(units(text, int(sel.get(attr, 0)))))
+    members["project.qde"] = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    out = path.with_name("nvivo.qdpx")
+    with zipfile.ZipFile(out, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return out
+
+
+def test_qdpx_import_reads_nvivo_offsets(study: Project) -> None:
+    # an emoji (two UTF-16 units) before a coded segment shifts NVivo's offsets
+    study.write("data/u2.txt", TRANSCRIPTS["data/u2.txt"].replace("together?", "together? 🙂"))
+    run(study)
+    u2 = segment_of(study, "big market")
+    assert (u2, "plan") in pairs(study)
+
+    def drop_plan(root: ET.Element) -> None:
+        plan = _code_guid(root, "The plan")
+        for source in root.iter(f"{QDA}TextSource"):
+            if "U2" not in str(source.get("name")):
+                continue
+            for sel in list(source.findall(f"{QDA}PlainTextSelection")):
+                ref = sel.find(f"{QDA}Coding/{QDA}CodeRef")
+                if ref is not None and ref.get("targetGUID") == plan:
+                    source.remove(sel)
+
+    reviewed = _as_nvivo(_edit_qdpx(study.root / "out" / "rl.qdpx", drop_plan))
+    result = study.run("decisions", "import", "pipeline.yaml", reviewed, "--who", "eve")
+    assert result.exit_code == 0, result.output
+    # every other selection landed exactly on its coding: nothing else looks changed
+    assert "recorded 1 rejection(s), 0 addition(s) and 0 edit(s)" in result.stdout
+    (d,) = store(study).all()
+    assert (d.action, d.ref) == ("reject", {"segment_id": u2, "code": "plan"})
