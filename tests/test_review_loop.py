@@ -682,3 +682,24 @@ def test_qdpx_import_reads_nvivo_offsets(study: Project) -> None:
     assert "recorded 1 rejection(s), 0 addition(s) and 0 edit(s)" in result.stdout
     (d,) = store(study).all()
     assert (d.action, d.ref) == ("reject", {"segment_id": u2, "code": "plan"})
+
+
+def test_decisions_about_renumbered_segments_are_flagged(study: Project) -> None:
+    u2_doc, _ = _doc_text(study, "big market")
+    seg = segment_of(study, "big market")
+    coding = store(study).append(
+        Decision("coding", "reject", {"segment_id": seg, "code": "plan"}, who="ana")
+    )
+    listed = study.run("decisions", "pipeline.yaml", "--json").json()
+    assert [d["unmatched"] for d in listed] == [False]
+    # un-masking "Hope" shortens the text inside the segment, so its id (offsets) changes
+    store(study).append(Decision("finding", "reject", _finding(study, u2_doc, "[PLACE 3]")))
+    run(study)
+    assert segment_of(study, "big market") != seg
+    table = study.run("decisions", "pipeline.yaml")
+    assert table.exit_code == 0
+    line = next(ln for ln in table.stdout.splitlines() if coding.id[:8] in ln)
+    assert line.startswith("? ")
+    assert "1 decision(s) marked ? name a segment or document" in table.stderr
+    listed = study.run("decisions", "pipeline.yaml", "--json").json()
+    assert [(d["target"], d["unmatched"]) for d in listed] == [("coding", True), ("finding", False)]

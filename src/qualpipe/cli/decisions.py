@@ -72,6 +72,54 @@ def _short(value: Mapping[str, Any], show_text: bool) -> str:
     return " ".join(parts)
 
 
+def _ids(reader: Any, column: str) -> set[str]:
+    import pyarrow.parquet as pq
+
+    out: set[str] = set()
+    for f in reader.files:
+        if column in pq.read_schema(f).names:
+            out.update(
+                str(v) for v in pq.read_table(f, columns=[column]).column(column).to_pylist()
+            )
+    return out
+
+
+def unmatched(
+    pipeline: Path, decisions: Sequence[Decision], workdir: Path | None = None
+) -> set[str]:
+    """Ids of decisions whose document or segment is not in the last run (a document
+    removed, or segments renumbered after an anonymisation decision changed the text);
+    empty when the pipeline has not run. Reads id columns only."""
+    from qualpipe.runner import RunOptions, prepare
+
+    try:
+        ctx = prepare(pipeline, (), RunOptions(workdir=workdir))
+    except QualpipeError:
+        return set()
+    segments: set[str] | None = None
+    documents: set[str] | None = None
+    for stage in ctx.stages:
+        manifest = ctx.store.manifest(stage.id)
+        if manifest is None:
+            continue
+        for out in stage.type.outputs:
+            if out.name not in manifest.get("outputs", {}):
+                continue
+            reader = ctx.store.reader(stage.id, out.name)
+            if out.kind == "segments":
+                segments = (segments or set()) | _ids(reader, "segment_id")
+            elif out.kind == "documents":
+                documents = (documents or set()) | _ids(reader, "doc_id")
+    found: set[str] = set()
+    for d in decisions:
+        seg, doc = d.ref.get("segment_id"), d.ref.get("document_id")
+        if (seg is not None and segments is not None and seg not in segments) or (
+            doc is not None and documents is not None and doc not in documents
+        ):
+            found.add(d.id)
+    return found
+
+
 @decisions_cmd.command("list")
 @_pipeline
 @click.option("--target", type=click.Choice(TARGETS), multiple=True, help="Only these targets.")
@@ -84,6 +132,7 @@ def _short(value: Mapping[str, Any], show_text: bool) -> str:
 @click.option("--by", "undo_who", default="", help="Who undoes (default: the OS user).")
 @click.option("--show-text", is_flag=True, help="Show the text of missed identifiers.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per decision).")
+@_workdir
 def list_cmd(
     pipeline: Path,
     target: tuple[str, ...],
@@ -94,6 +143,7 @@ def list_cmd(
     undo_who: str,
     show_text: bool,
     as_json: bool,
+    workdir: Path | None,
 ) -> None:
     """List the decisions about PIPELINE's suggestions (in the order they were taken)."""
     store, _ = _store(pipeline)
@@ -118,13 +168,14 @@ def list_cmd(
         and (not action or d.action in action)
         and (not effective or d.id in in_force)
     ]
+    stale = unmatched(pipeline, [d for d in shown if d.id in in_force], workdir)
     if as_json:
         rows = []
         for d in shown:
             row = d.to_json()
             if not show_text and "text" in row["value"]:
                 row["value"] = {**row["value"], "text": None}
-            rows.append({**row, "effective": d.id in in_force})
+            rows.append({**row, "effective": d.id in in_force, "unmatched": d.id in stale})
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
     if not all_decisions:
@@ -132,13 +183,21 @@ def list_cmd(
         return
     click.echo(f"{store.path}: {len(shown)} of {len(all_decisions)} decisions")
     for d in shown:
-        mark = " " if d.id in in_force else "~"  # ~: superseded by a later decision
+        # ~: superseded by a later decision; ?: names a segment or document the run lacks
+        mark = "?" if d.id in stale else " " if d.id in in_force else "~"
         what = _short(d.ref, show_text)
         value = _short(d.value, show_text)
         click.echo(
             f"{mark} {d.id[:8]}  {d.at[:19]}  {d.who:<10} {d.source:<6} {d.target:<7} "
             f"{d.action:<6} {what}{'  -> ' + value if value else ''}"
             f"{'  # ' + d.memo if d.memo else ''}"
+        )
+    if stale:
+        click.echo(
+            f"{len(stale)} decision(s) marked ? name a segment or document the last run does "
+            "not have (removed, or segments renumbered after an anonymisation decision); "
+            "they no longer apply",
+            err=True,
         )
 
 
