@@ -330,8 +330,21 @@ def test_review_themes_follows_merges_and_moves_children_up() -> None:
         "b1": ("c", "B one"),
         "c1": ("c", "C one"),
     }
-    assert [c.id for c in review.book.codes][0] == "c"  # parents before children
+    assert review.book.codes[0].id == "c"  # parents before children
     assert review.code_map == {"a": "c", "b": "c", "top": None}
     assert review.rejected_quotes == {("c", "s1")}  # a quote of a merged theme follows it
     assert review.unresolved == ["6"]  # a quote of a rejected theme
     assert review.stats()["decisions:theme_merge"] == 2
+
+
+def test_a_torn_last_line_is_not_read_and_never_glued_to(tmp_path: Path) -> None:
+    store = DecisionStore(tmp_path / "p.jsonl")
+    store.append(coding("accept"))
+    with store.path.open("a") as fh:
+        fh.write('{"target": "coding", "act')  # a writer mid-line, or a crash
+    assert [d.action for d in store.all()] == ["accept"]
+    store.append(coding("reject", seg="s2"))
+    # the torn line stays (append-only) on a line of its own: reported, not merged
+    with pytest.raises(DecisionError, match=r"p\.jsonl:2: not a JSON decision"):
+        store.all()
+    assert store.path.read_text().splitlines()[2].startswith('{"action": "reject"')

@@ -294,13 +294,16 @@ class DecisionStore:
                 # (missed identifiers are real names)
                 self.path.parent.mkdir(parents=True, mode=0o700)
                 (self.path.parent / ".gitignore").write_text(GITIGNORE, encoding="utf-8")
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         except OSError as exc:
             raise DecisionError(
                 f"{self.path}: cannot write decisions ({exc.strerror}); check the folder"
             ) from exc
         try:
             os.fchmod(fd, 0o600)
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                data = b"\n" + data  # never glue a line onto a torn one (a crash mid-write)
             view = memoryview(data)
             while view:  # one write for a line of normal size: O_APPEND keeps it whole
                 n = os.write(fd, view)
@@ -329,12 +332,17 @@ class DecisionStore:
             raw = self.path.read_bytes()
         except OSError as exc:
             raise DecisionError(f"{self.path}: cannot read decisions ({exc.strerror})") from exc
-        for n, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), start=1):
+        lines = raw.decode("utf-8", errors="replace").split("\n")
+        for n, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             try:
                 out.append(Decision.from_json(json.loads(line)))
             except json.JSONDecodeError as exc:
+                if n == len(lines):
+                    # a last line without its newline is still being written (or was torn
+                    # by a crash): not a decision yet
+                    continue
                 raise DecisionError(
                     f"{self.path}:{n}: not a JSON decision ({exc.msg}); repair or delete that line"
                 ) from exc
