@@ -227,10 +227,10 @@ class RunContext:
         return comps
 
     def human_decisions(self) -> list[HumanDecision]:
-        """The researchers' decisions (docs/review.md), read once per run so a stage's
-        fingerprint and what it acts on come from the same snapshot."""
+        """The researchers' decisions in force (docs/review.md), read once per run so a
+        stage's fingerprint and what it acts on come from the same snapshot."""
         if self._human is None:
-            self._human = self.pipeline.decision_store().all()
+            self._human = effective_of(self.pipeline.decision_store().all())
         return self._human
 
     def decisions_for(self, stype: StageType) -> list[HumanDecision]:
@@ -238,7 +238,7 @@ class RunContext:
         if not stype.decisions:
             return []
         wanted = set(stype.decisions)
-        return [d for d in effective_of(self.human_decisions()) if d.target in wanted]
+        return [d for d in self.human_decisions() if d.target in wanted]
 
     def components_for(self, stype: StageType) -> dict[str, dict[str, Any]]:
         """The registered components of each family the stage type uses."""
