@@ -703,3 +703,24 @@ def test_decisions_about_renumbered_segments_are_flagged(study: Project) -> None
     assert "1 decision(s) marked ? name a segment or document" in table.stderr
     listed = study.run("decisions", "pipeline.yaml", "--json").json()
     assert [(d["target"], d["unmatched"]) for d in listed] == [("coding", True), ("finding", False)]
+
+
+def test_decisions_add_from_a_script(study: Project) -> None:
+    seg = segment_of(study, "big market")
+    added = study.run(
+        "decisions", "add", "pipeline.yaml", "coding", "add", f"segment_id={seg}", "code=chat",
+        "--value", "start=60", "--value", "end=70", "--who", "fi", "--memo", "from a script",
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    (d,) = store(study).all()
+    assert (d.source, d.who, d.memo, d.value) == (
+        "cli",
+        "fi",
+        "from a script",
+        {"start": 60, "end": 70},
+    )
+    bad = study.run("decisions", "add", "pipeline.yaml", "coding", "reject", f"segment_id={seg}")
+    assert bad.exit_code == 2 and "coding/reject decision ref lacks code" in bad.stderr
+    assert len(store(study).all()) == 1
+    run(study)
+    assert (seg, "chat") in pairs(study, "human")

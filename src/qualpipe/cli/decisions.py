@@ -1,7 +1,8 @@
 """``qualpipe decisions``: list, undo and import researchers' review decisions.
 
 ``qualpipe decisions PIPELINE`` lists the decisions file (docs/review.md) as a table or
-JSON, filtered by target, person or action; ``--undo ID`` appends an undo.
+JSON, filtered by target, person or action; ``--undo ID`` appends an undo;
+``qualpipe decisions add PIPELINE TARGET ACTION KEY=VALUE...`` records one (scripts).
 ``qualpipe decisions import PIPELINE PROJECT.qdpx`` compares a REFI-QDA project exported
 by qualpipe and reviewed in QualCoder, NVivo, MAXQDA or ATLAS.ti with the run's codings
 and records the differences as decisions (source ``qdpx``): a suggestion the researcher
@@ -199,6 +200,49 @@ def list_cmd(
             "they no longer apply",
             err=True,
         )
+
+
+def _pairs(items: Sequence[str], what: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise DecisionError(f"{what} {item!r}: write KEY=VALUE, e.g. segment_id=d1:t0-40")
+        out[key] = int(value) if key in ("start", "end") and value.isdigit() else value
+    return out
+
+
+@decisions_cmd.command("add")
+@_pipeline
+@click.argument("target", type=click.Choice(TARGETS))
+@click.argument("action", type=click.Choice(ACTIONS))
+@click.argument("ref", nargs=-1, metavar="KEY=VALUE...")
+@click.option("--value", "values", multiple=True, metavar="KEY=VALUE", help="New data (repeat).")
+@click.option("--who", default="", help="Who decides (default: the OS user).")
+@click.option("--memo", default="", help="A note kept with the decision.")
+def add_cmd(
+    pipeline: Path,
+    target: str,
+    action: str,
+    ref: tuple[str, ...],
+    values: tuple[str, ...],
+    who: str,
+    memo: str,
+) -> None:
+    """Record one decision from a script, e.g. `decisions add PIPELINE coding reject
+    segment_id=d1:t0-40 code=support/practical`."""
+    store, _ = _store(pipeline)
+    decision = Decision(
+        target,
+        action,
+        _pairs(ref, "reference"),
+        _pairs(values, "--value"),
+        who=who,
+        memo=memo,
+        source="cli",
+    )
+    done = store.append(decision)
+    click.echo(f"{done.id} {target} {action} {_short(done.ref, False)} ({store.path})")
 
 
 # -- qdpx import --------------------------------------------------------------------------------
