@@ -348,3 +348,48 @@ def test_a_torn_last_line_is_not_read_and_never_glued_to(tmp_path: Path) -> None
     with pytest.raises(DecisionError, match=r"p\.jsonl:2: not a JSON decision"):
         store.all()
     assert store.path.read_text().splitlines()[2].startswith('{"action": "reject"')
+
+
+def test_coding_decisions_on_one_batch() -> None:
+    from qualpipe.builtin.code import apply_coding_decisions
+    from qualpipe.codebook import Code, Codebook
+
+    book = Codebook("b", [Code("t", "Talk", "theme"), Code("a", "A", "code", "t"), Code("b", "B")])
+    segs = {s: {"segment_id": s, "doc_id": "d", "start": i * 10, "end": i * 10 + 9}
+            for i, s in enumerate(("s0", "s1", "s2"))}  # fmt: skip
+
+    def row(seg: str, code: str, coder: str = "rules") -> dict[str, object]:
+        span = segs[seg]
+        return {"segment_id": seg, "code_id": code, "coder": coder, "status": "suggested",
+                "start": span["start"], "end": span["end"]}  # fmt: skip
+
+    rows = [
+        row("s0", "a"),
+        row("s0", "a", "semantic"),
+        row("s1", "a"),
+        row("s1", "b"),
+        row("s2", "b"),
+    ]
+    decisions = [
+        Decision("coding", "reject", {"segment_id": "s0", "code": "a"}, id="1"),  # every coder
+        Decision("coding", "accept", {"segment_id": "s1", "code": "Talk / A"}, id="2"),
+        Decision(
+            "coding", "edit", {"segment_id": "s2", "code": "b"}, {"code": "t/a"}, who="x", id="3"
+        ),
+        Decision("coding", "edit", {"segment_id": "s1", "code": "b"}, {"code": "a"}, id="4"),
+        Decision("coding", "add", {"segment_id": "s9", "code": "a"}, id="5"),  # another batch
+        Decision("coding", "reject", {"segment_id": "s2", "code": "b"}, id="6"),
+    ]
+    out = apply_coding_decisions(rows, segs, decisions, book)
+    got = sorted((r["segment_id"], r["code_id"], r["status"], r["coder"]) for r in out)
+    # s0/a rejected for every coder; s2/b: the later reject replaces the edit (same key);
+    # s1: the person's coding of "a" (the edit) stands in for the accepted suggestion
+    assert got == [("s1", "a", "human", "human:unknown")]
+    without_reject = decisions[:5]
+    out = apply_coding_decisions(rows, segs, without_reject, book)
+    got = sorted((r["segment_id"], r["code_id"], r["status"], r["coder"]) for r in out)
+    assert got == [("s1", "a", "human", "human:unknown"), ("s2", "a", "human", "human:x")]
+    # a rejected code stays off the segment, even when an edit would move a coding there
+    veto = [*without_reject, Decision("coding", "reject", {"segment_id": "s2", "code": "a"})]
+    out = apply_coding_decisions(rows, segs, veto, book)
+    assert sorted((r["segment_id"], r["code_id"]) for r in out) == [("s1", "a")]

@@ -235,8 +235,9 @@ def apply_coding_decisions(
                 log.warning("coding decision names a code not in the codebook", decision=d.id)
                 continue
             new_code = resolved
-        if (seg_id, new_code) in emitted:
-            continue
+        target = decided.get((seg_id, new_code))
+        if (seg_id, new_code) in emitted or (target is not None and target.action == "reject"):
+            continue  # once per code; and a rejected code stays off the segment
         emitted.add((seg_id, new_code))
         span = suggested_span.get((seg_id, code)) if d.action == "edit" else None
         human.append(human_coding_row(d, segments[seg_id], new_code, version, span))
