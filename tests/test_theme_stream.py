@@ -162,19 +162,17 @@ def _streamed(
     engine = stream.ThemeEngine(book, STATUSES, book.version, options, tmp_path)
     engine.read_segments(segments_t.to_batches(batch))
     engine.read_codings(codings_t.to_batches(batch))
-    prevalence = stream.Prevalence(engine.index)
     assignments: list[dict[str, Any]] = []
-    for table in engine.assignment_batches():
+    for table in engine.assignments():
         assignments += table.to_pylist()
-    engine.quote_pools(engine.centroids(), True, 7)
+    engine.second_pass(True, 7, 0.1)
     quotes = engine.quotes(
         lambda wanted: stream.segment_texts(segments_t.to_batches(batch), engine.index, wanted)
     )
-    found, _ = engine.proposals(4, 7)
-    proposals = engine.proposal_rows(found, prevalence, 7)
-    proposals += engine.code_group_rows(prevalence, 0.1)
+    proposals = engine.proposal_rows(engine.proposals(4, 7), 7)
+    proposals += engine.code_group_rows()
     out = {
-        "themes": engine.theme_rows(prevalence),
+        "themes": engine.theme_rows(),
         "theme_assignments": assignments,
         "cooccurrence": engine.cooccurrence(),
         "quotes": quotes,

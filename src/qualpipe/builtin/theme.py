@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import structlog
 
@@ -36,7 +35,6 @@ from qualpipe.themes.rollup import (
 from qualpipe.themes.stream import (
     PROPOSAL_CAP,
     READ_BATCH,
-    Prevalence,
     ThemeEngine,
     segment_texts,
     spill_folder,
@@ -145,25 +143,20 @@ def run(ctx: StageContext) -> None:
                     stage=ctx.stage_id,
                 )
 
-        prevalence = Prevalence(engine.index)
-        themes = engine.theme_rows(prevalence)
-        ctx.write("themes", pa.Table.from_pylist(themes, schema=THEMES.schema))
-        assignments = 0
-        for table in engine.assignment_batches():
+        themes_written = 0
+        for table in engine.assignments(centroids=bool(options.per_theme)):
             ctx.write("theme_assignments", table)
-            assignments += table.num_rows
-        if not assignments:
+            themes_written += table.num_rows
+        if not themes_written:
             ctx.write("theme_assignments", THEME_ASSIGNMENTS.schema.empty_table())
+        themes = engine.theme_rows()
+        ctx.write("themes", pa.Table.from_pylist(themes, schema=THEMES.schema))
         co = engine.cooccurrence()
         ctx.write("cooccurrence", pa.Table.from_pylist(co, schema=COOCCURRENCE.schema))
-
-        centroids = engine.centroids() if options.per_theme else None
-        if centroids is not None or params["proposals"]:
-            engine.quote_pools(
-                centroids if centroids is not None else np.zeros((0, 0)),
-                params["proposals"],
-                params["seed"],
-            )
+        proposals_on = bool(params["proposals"])
+        engine.second_pass(
+            proposals_on, params["seed"], params["code_jaccard"] if proposals_on else None
+        )
     quotes = engine.quotes(
         lambda wanted: segment_texts(batches("segments", SEGMENT_COLUMNS), engine.index, wanted)
     )
@@ -172,23 +165,23 @@ def run(ctx: StageContext) -> None:
     ctx.write("quotes", pa.Table.from_pylist(quotes, schema=QUOTES.schema))
 
     proposals: list[dict[str, Any]] = []
-    if params["proposals"]:
-        found, _matrix = engine.proposals(params["n_proposals"], params["seed"])
-        proposals = engine.proposal_rows(found, prevalence, params["seed"])
-        proposals += engine.code_group_rows(prevalence, params["code_jaccard"])
+    if proposals_on:
+        found = engine.proposals(params["n_proposals"], params["seed"])
+        proposals = engine.proposal_rows(found, params["seed"])
+        proposals += engine.code_group_rows()
     ctx.write("proposals", pa.Table.from_pylist(proposals, schema=THEMES.schema))
 
     with_segments = sum(1 for t in themes if t["segments"])
     ctx.note("themes", len(themes))
     ctx.note("themes_with_segments", with_segments)
-    ctx.note("assignments", assignments)
+    ctx.note("assignments", engine.n_assignments)
     ctx.note("codings_used", engine.used)
     ctx.note("proposals", len(proposals))
     ctx.note("quotes", len(quotes))
     if ctx.decisions:
         for name, n in review.stats().items():
             ctx.note(name, n)
-    if engine.sample_total > PROPOSAL_CAP and params["proposals"]:
+    if engine.sample_total > PROPOSAL_CAP:
         ctx.note("proposals_sampled_from", engine.sample_total)
     log.info(
         "themes",

@@ -46,6 +46,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from qualpipe.codebook import Codebook
+from qualpipe.errors import PipelineError
 from qualpipe.themes.cooccurrence import rows_from_counts
 from qualpipe.themes.proposals import Proposal, proposal_description, propose
 from qualpipe.themes.quotes import (
@@ -56,7 +57,7 @@ from qualpipe.themes.quotes import (
     shorten,
 )
 from qualpipe.themes.rollup import TOTAL, Segment, attributes_dict, theme_nodes, theme_targets
-from qualpipe.themes.text import TfidfMatrix, token_counts
+from qualpipe.themes.text import DROPPED, TfidfMatrix, raw_counts
 
 #: Most participant segments clustered for inductive proposals (a seeded sample above).
 PROPOSAL_CAP = 50_000
@@ -152,33 +153,75 @@ class _Reducer:
 
 @dataclass
 class SegmentIndex:
-    """Per-segment facts as arrays (position = the segment's order in the dataset)."""
+    """Per-segment facts as arrays (position = the segment's order in the dataset).
 
-    ids: dict[str, int] = field(default_factory=dict)
-    id_list: list[str] = field(default_factory=list)
+    Segment ids are looked up through their 64-bit string hashes (sorted, with the
+    positions they belong to); the ids themselves are kept as Arrow arrays, one per chunk.
+    """
+
+    hashes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    positions: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    id_chunks: list[pa.Array] = field(default_factory=list)
+    chunk_starts: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))
     docs: list[str] = field(default_factory=list)
     participants: list[str] = field(default_factory=list)
     participant_ids: list[str | None] = field(default_factory=list)
     #: participant -> its first segment (for participant numbers)
     first_segment: list[Segment] = field(default_factory=list)
     attrsets: list[dict[str, str]] = field(default_factory=list)
+    #: (participant, attribute set) pairs
+    pairs: list[tuple[int, int]] = field(default_factory=list)
     doc: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     part: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     attrset: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    pair: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     interviewer: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     blank: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     words: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     textkey: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     n_terms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
-    #: (participant, attribute set) pairs over the whole corpus
-    pairs: set[tuple[int, int]] = field(default_factory=set)
+    #: text keys that more than one quote candidate has
+    repeated: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def __len__(self) -> int:
-        return len(self.id_list)
+        return len(self.doc)
+
+    @property
+    def n_chunks(self) -> int:
+        return len(self.id_chunks)
+
+    def lookup(self, ids: Sequence[str | None]) -> np.ndarray:
+        """Positions of ``ids`` (-1 where unknown)."""
+        if not len(self.hashes):
+            return np.full(len(ids), -1, dtype=np.int64)
+        h = np.array([hash(i) for i in ids], dtype=np.int64)
+        at = np.searchsorted(self.hashes, h)
+        at[at >= len(self.hashes)] = 0
+        found = (self.hashes[at] == h) & np.array([i is not None for i in ids], dtype=bool)
+        out: np.ndarray = np.where(found, self.positions[at], -1)
+        return out
+
+    def chunk_of(self, segs: np.ndarray) -> np.ndarray:
+        out: np.ndarray = np.searchsorted(self.chunk_starts, segs, side="right") - 1
+        return out
+
+    def ids(self, segs: Sequence[int] | np.ndarray) -> list[str]:
+        """The segment ids at positions ``segs``."""
+        segs = np.asarray(segs, dtype=np.int64)
+        if not len(segs):
+            return []
+        chunks = self.chunk_of(segs)
+        out: list[str] = [""] * len(segs)
+        for n in np.unique(chunks).tolist():
+            at = np.flatnonzero(chunks == n)
+            local = segs[at] - self.chunk_starts[n]
+            for i, v in zip(at.tolist(), self.id_chunks[n].take(local).to_pylist(), strict=True):
+                out[i] = v
+        return out
 
     def segment(self, i: int, text: str = "", speaker: str | None = None) -> Segment:
         return Segment(
-            segment_id=self.id_list[i],
+            segment_id=self.ids([i])[0],
             doc_id=self.docs[int(self.doc[i])],
             text=text,
             speaker=speaker,
@@ -188,28 +231,40 @@ class SegmentIndex:
         )
 
 
-class Prevalence:
-    """:class:`qualpipe.themes.rollup.Prevalence` over a :class:`SegmentIndex`."""
+class Stats:
+    """Segments, documents, participants and prevalence per group, added up chunk by chunk.
 
-    def __init__(self, index: SegmentIndex) -> None:
+    The same figures as :func:`qualpipe.themes.rollup.counts` and
+    :meth:`qualpipe.themes.rollup.Prevalence.json`, kept as bit maps over documents,
+    participants and (participant, attribute set) pairs.
+    """
+
+    def __init__(self, index: SegmentIndex, n_groups: int) -> None:
         self.index = index
-        self.totals = self._count(index.pairs)
+        self.segments = np.zeros(n_groups, dtype=np.int64)
+        self.docs = np.zeros((n_groups, len(index.docs)), dtype=bool)
+        self.parts = np.zeros((n_groups, len(index.participants)), dtype=bool)
+        self.pairs = np.zeros((n_groups, len(index.pairs)), dtype=bool)
+        self.totals = self._count(range(len(index.pairs)))
 
-    def _count(self, pairs: Iterable[tuple[int, int]]) -> dict[str, dict[str, set[int]]]:
+    def _count(self, pair_ids: Iterable[int]) -> dict[str, dict[str, set[int]]]:
         out: dict[str, dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
-        for p, a in pairs:
+        for pair in pair_ids:
+            p, a = self.index.pairs[pair]
             for attr, value in self.index.attrsets[a].items():
                 out[attr][value].add(p)
         return out
 
-    def stats(self, segs: np.ndarray) -> dict[str, Any]:
-        """``segments``, ``documents``, ``participants`` and ``prevalence`` of ``segs``."""
-        segs = np.unique(segs)
+    def add(self, groups: np.ndarray, segs: np.ndarray) -> None:
+        """Count ``segs[i]`` in ``groups[i]`` (each (group, segment) once over all calls)."""
         ix = self.index
-        parts = ix.part[segs].astype(np.int64)
-        pairs = np.unique(parts * max(1, len(ix.attrsets)) + ix.attrset[segs])
-        n_sets = max(1, len(ix.attrsets))
-        found = self._count(zip((pairs // n_sets).tolist(), (pairs % n_sets).tolist(), strict=True))
+        np.add.at(self.segments, groups, 1)
+        self.docs[groups, ix.doc[segs]] = True
+        self.parts[groups, ix.part[segs]] = True
+        self.pairs[groups, ix.pair[segs]] = True
+
+    def row(self, g: int) -> dict[str, Any]:
+        found = self._count(np.flatnonzero(self.pairs[g]).tolist())
         prevalence: dict[str, dict[str, Any]] = {}
         for attr in sorted(self.totals):
             values = sorted(self.totals[attr])
@@ -217,9 +272,9 @@ class Prevalence:
             entry[TOTAL] = {v: len(self.totals[attr][v]) for v in values}
             prevalence[attr] = entry
         return {
-            "segments": len(segs),
-            "documents": len(np.unique(ix.doc[segs])),
-            "participants": len(np.unique(parts)),
+            "segments": int(self.segments[g]),
+            "documents": int(np.count_nonzero(self.docs[g])),
+            "participants": int(np.count_nonzero(self.parts[g])),
             "prevalence": json.dumps(prevalence, ensure_ascii=False),
         }
 
@@ -238,18 +293,42 @@ def _pair_counts(masks: np.ndarray, names: Sequence[str]) -> Counter[tuple[str, 
     return counts
 
 
-def _or_by(groups: np.ndarray, masks: np.ndarray) -> np.ndarray:
+def _or_by(groups: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct groups, OR of the masks of each) for rows already sorted by group."""
     if not len(groups):
-        return masks
-    order = np.argsort(groups, kind="stable")
-    g = groups[order]
-    starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
-    out: np.ndarray = np.bitwise_or.reduceat(masks[order], starts, axis=0)
-    return out
+        return groups, masks
+    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+    out: np.ndarray = np.bitwise_or.reduceat(masks, starts, axis=0)
+    return groups[starts], out
+
+
+def _expand(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(entry positions, owner i) of the CSR rows ``rows[i]``, in order."""
+    starts, ends = indptr[rows], indptr[rows + 1]
+    reps = ends - starts
+    pos = np.repeat(starts - np.r_[0, np.cumsum(reps)[:-1]], reps) + np.arange(reps.sum())
+    return pos, np.repeat(np.arange(len(rows)), reps)
+
+
+@dataclass
+class _Chunk:
+    """The roll-up of one chunk of segments, reduced."""
+
+    a_key: np.ndarray
+    a_score: np.ndarray
+    a_codes: np.ndarray
+    a_coders: np.ndarray
+    s_seg: np.ndarray
+    s_codes: np.ndarray
 
 
 class ThemeEngine:
-    """Run the theme computations over streamed ``segments`` and ``codings``."""
+    """Run the theme computations over streamed ``segments`` and ``codings``.
+
+    Call :meth:`read_segments`, :meth:`read_codings`, consume :meth:`assignments` (it
+    also adds up the themes, co-occurrence and centroids), then :meth:`second_pass`
+    (quote pools, proposal sample, code groups); then read the results.
+    """
 
     def __init__(
         self,
@@ -276,14 +355,18 @@ class ThemeEngine:
         self.target_start = np.r_[0, np.cumsum(self.n_targets)].astype(np.int64)
         self.target_flat = np.array([t for ts in per_code for t in ts], dtype=np.int64)
         self.code_words = _bits(len(self.codes))
+        self.node_words = _bits(self.n_nodes)
         self.coders: dict[str, int] = {}
         self.index = SegmentIndex()
-        self.vocab: dict[str, int] = {}
-        self.df: list[int] = []
-        self.chunks: list[tuple[int, int]] = []
         self.other_version = 0
         self.skipped: Counter[str] = Counter()
         self.used = 0
+        self.n_assignments = 0
+        self.sample_total = 0
+        self.sample: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._pending: dict[tuple[str, int], list[dict[str, np.ndarray]]] = defaultdict(list)
+        self._pending_rows = 0
+        self._files: dict[tuple[str, int], int] = Counter()
 
     # -- pass 1: segments ----------------------------------------------------------------
     def read_segments(self, batches: Iterable[pa.RecordBatch]) -> None:
@@ -293,27 +376,44 @@ class ThemeEngine:
         doc_of: dict[str, int] = {}
         part_of: dict[str, int] = {}
         attr_of: dict[Any, int] = {}
-        doc, part, attrset, inter, blank, words, textkey, n_terms = ([] for _ in range(8))
-        vocab, df = self.vocab, self.df
+        pair_of: dict[tuple[int, int], int] = {}
+        seen: set[int] = set()
+        arrays: dict[str, list[np.ndarray]] = defaultdict(list)
+        hashes: list[np.ndarray] = []
+        vocab: dict[str, int] = {}
+        df: list[int] = []
+        total = 0
+        starts = [0]
         for batch in batches:
             cols = {
                 name: _column(batch, name).to_pylist()
                 for name in ("segment_id", "doc_id", "text", "speaker", "participant_id")
             }
             attrs = _column(batch, "attributes").to_pylist()
+            keep: list[int] = []
+            lists: dict[str, list[int]] = defaultdict(list)
+            flags: dict[str, list[bool]] = defaultdict(list)
             lengths: list[int] = []
             terms: list[int] = []
             tfs: list[int] = []
-            first = len(ix.id_list)
-            for seg_id, doc_id, text, speaker, pid, attr in zip(
-                cols["segment_id"], cols["doc_id"], cols["text"], cols["speaker"],
-                cols["participant_id"], attrs, strict=True,
-            ):  # fmt: skip
-                if seg_id in ix.ids:
-                    continue
-                i = len(ix.id_list)
-                ix.ids[seg_id] = i
-                ix.id_list.append(seg_id)
+            for row, (seg_id, doc_id, text, speaker, pid, attr) in enumerate(
+                zip(
+                    cols["segment_id"],
+                    cols["doc_id"],
+                    cols["text"],
+                    cols["speaker"],
+                    cols["participant_id"],
+                    attrs,
+                    strict=True,
+                )
+            ):
+                h = hash(seg_id)
+                if h in seen:
+                    continue  # a repeated segment id: the first counts
+                seen.add(h)
+                keep.append(row)
+                lists["hash"].append(h)
+                i = total + len(keep) - 1
                 text = text or ""
                 d = doc_of.get(doc_id)
                 if d is None:
@@ -334,21 +434,25 @@ class ThemeEngine:
                     ix.first_segment.append(
                         Segment(seg_id, doc_id, "", None, pid, ix.attrsets[a], order=i)
                     )
+                pair = pair_of.get((p, a))
+                if pair is None:
+                    pair = pair_of[(p, a)] = len(ix.pairs)
+                    ix.pairs.append((p, a))
                 flag = speaker_flag.get(speaker)
                 if flag is None:
                     flag = speaker_flag[speaker] = is_interviewer(speaker, labels)
-                ix.pairs.add((p, a))
-                doc.append(d)
-                part.append(p)
-                attrset.append(a)
-                inter.append(flag)
-                blank.append(not text.strip())
-                split = text.split()
-                words.append(len(split))
-                textkey.append(hash(" ".join(text.casefold().split())))
-                counts = token_counts(text)
-                lengths.append(len(counts))
-                for word, n in counts.items():
+                lists["doc"].append(d)
+                lists["part"].append(p)
+                lists["attrset"].append(a)
+                lists["pair"].append(pair)
+                flags["interviewer"].append(flag)
+                flags["blank"].append(not text.strip())
+                lists["words"].append(len(text.split()))
+                lists["textkey"].append(hash(" ".join(text.casefold().split())))
+                before = len(terms)
+                for word, n in raw_counts(text).items():
+                    if len(word) < 2 or word in DROPPED:
+                        continue
                     t = vocab.get(word)
                     if t is None:
                         t = vocab[word] = len(df)
@@ -356,22 +460,38 @@ class ThemeEngine:
                     df[t] += 1
                     terms.append(t)
                     tfs.append(n)
-            last = len(ix.id_list)
-            if last > first:
-                n = len(self.chunks)
-                np.save(self.spill / f"len-{n}.npy", np.array(lengths, dtype=np.int32))
-                np.save(self.spill / f"term-{n}.npy", np.array(terms, dtype=np.int32))
-                np.save(self.spill / f"tf-{n}.npy", np.array(tfs, dtype=np.int32))
-                self.chunks.append((first, last))
-                n_terms.append(np.array(lengths, dtype=np.int32))
-        ix.doc = np.array(doc, dtype=np.int32)
-        ix.part = np.array(part, dtype=np.int32)
-        ix.attrset = np.array(attrset, dtype=np.int32)
-        ix.interviewer = np.array(inter, dtype=bool)
-        ix.blank = np.array(blank, dtype=bool)
-        ix.words = np.array(words, dtype=np.int32)
-        ix.textkey = np.array(textkey, dtype=np.int64)
-        ix.n_terms = np.concatenate(n_terms) if n_terms else np.zeros(0, np.int32)
+                lengths.append(len(terms) - before)
+            if not keep:
+                continue
+            n = len(ix.id_chunks)
+            np.save(self.spill / f"len-{n}.npy", np.array(lengths, dtype=np.int32))
+            np.save(self.spill / f"term-{n}.npy", np.array(terms, dtype=np.int32))
+            np.save(self.spill / f"tf-{n}.npy", np.array(tfs, dtype=np.int32))
+            ids = _column(batch, "segment_id")
+            ix.id_chunks.append(ids if len(keep) == len(ids) else ids.take(keep))
+            total += len(keep)
+            starts.append(total)
+            hashes.append(np.array(lists.pop("hash"), dtype=np.int64))
+            for name, values in lists.items():
+                arrays[name].append(
+                    np.array(values, dtype=np.int64 if name == "textkey" else np.int32)
+                )
+            for name, bools in flags.items():
+                arrays[name].append(np.array(bools, dtype=bool))
+            arrays["n_terms"].append(np.array(lengths, dtype=np.int32))
+        seen.clear()
+        for name in ("doc", "part", "attrset", "pair", "interviewer", "blank", "words",
+                     "textkey", "n_terms"):  # fmt: skip
+            if arrays[name]:
+                setattr(ix, name, np.concatenate(arrays[name]))
+        all_hashes = np.concatenate(hashes) if hashes else np.zeros(0, np.int64)
+        order = np.argsort(all_hashes, kind="stable")
+        ix.hashes = all_hashes[order]
+        ix.positions = order.astype(np.int64)
+        ix.chunk_starts = np.array(starts, dtype=np.int64)
+        keys = ix.textkey[~ix.interviewer & ~ix.blank]
+        distinct, times = np.unique(keys, return_counts=True)
+        ix.repeated = distinct[times > 1]
         # TF-IDF over the vocabulary in sorted order, as TfidfMatrix.fit builds it.
         self.vocab_sorted = sorted(vocab)
         position = {w: i for i, w in enumerate(self.vocab_sorted)}
@@ -381,38 +501,32 @@ class ThemeEngine:
             [np.log((1 + n) / (1 + df[vocab[w]])) + 1 for w in self.vocab_sorted],
             dtype=np.float64,
         )
-        self.vocab.clear()
-        self.df = []
 
-    def _rows(self) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
-        """(first segment, indptr, indices, data) per spilled chunk: unit TF-IDF rows."""
-        for n, (first, _last) in enumerate(self.chunks):
-            lengths = np.load(self.spill / f"len-{n}.npy").astype(np.int64)
-            terms = self.remap[np.load(self.spill / f"term-{n}.npy")]
-            tf = np.load(self.spill / f"tf-{n}.npy").astype(np.float64)
-            row = np.repeat(np.arange(len(lengths)), lengths)
-            order = np.lexsort((terms, row))
-            terms, tf = terms[order], tf[order]
-            weights = (1 + np.log(tf)) * self.idf[terms]
-            indptr = np.r_[0, np.cumsum(lengths)].astype(np.int64)
-            data = np.empty_like(weights)
-            for r in range(len(lengths)):
-                lo, hi = indptr[r], indptr[r + 1]
-                w = weights[lo:hi]
-                norm = float(np.sqrt(np.dot(w, w)))
-                data[lo:hi] = w / norm if norm else w
-            yield first, indptr, terms, data
+    def _rows(self, n: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+        """(first segment, indptr, indices, data) of chunk ``n``: unit TF-IDF rows."""
+        first = int(self.index.chunk_starts[n])
+        lengths = np.load(self.spill / f"len-{n}.npy").astype(np.int64)
+        terms = self.remap[np.load(self.spill / f"term-{n}.npy")]
+        tf = np.load(self.spill / f"tf-{n}.npy").astype(np.float64)
+        row = np.repeat(np.arange(len(lengths)), lengths)
+        order = np.lexsort((terms, row))
+        terms, tf = terms[order], tf[order]
+        weights = (1 + np.log(tf)) * self.idf[terms]
+        indptr = np.r_[0, np.cumsum(lengths)].astype(np.int64)
+        data = np.empty_like(weights)
+        for r in range(len(lengths)):
+            lo, hi = indptr[r], indptr[r + 1]
+            w = weights[lo:hi]
+            norm = float(np.sqrt(np.dot(w, w)))
+            data[lo:hi] = w / norm if norm else w
+        return first, indptr, terms, data
 
     # -- pass 2: codings -----------------------------------------------------------------
     def read_codings(self, batches: Iterable[pa.RecordBatch]) -> None:
-        coder_words = 1
-        assign = _Reducer([self.code_words, coder_words])
-        per_segment = _Reducer([self.code_words])
         counted = pa.array(sorted(self.statuses), pa.string())
         n_nodes = max(1, self.n_nodes)
         for batch in batches:
-            n = batch.num_rows
-            if not n:
+            if not batch.num_rows:
                 continue
             made_with = _column(batch, "codebook_version")
             if self.version:
@@ -422,10 +536,9 @@ class ThemeEngine:
             ok = pc.is_in(_column(batch, "status"), value_set=counted)
             ok_np = ok.fill_null(False).to_numpy(zero_copy_only=False)
             code = _lookup(_column(batch, "code_id"), lambda c: self.code_index.get(c, -1))
-            seg = _lookup(_column(batch, "segment_id"), lambda s: self.index.ids.get(s, -1))
+            seg = _lookup_many(_column(batch, "segment_id"), self.index.lookup)
             self.skipped["status"] += int(np.count_nonzero(~ok_np))
-            bad_code = ok_np & (code < 0)
-            self.skipped["unknown_code"] += int(np.count_nonzero(bad_code))
+            self.skipped["unknown_code"] += int(np.count_nonzero(ok_np & (code < 0)))
             bad_seg = ok_np & (code >= 0) & (seg < 0)
             self.skipped["unknown_segment"] += int(np.count_nonzero(bad_seg))
             use = ok_np & (code >= 0) & (seg >= 0)
@@ -433,8 +546,8 @@ class ThemeEngine:
             if not use.any():
                 continue
             coder = _lookup(_column(batch, "coder"), self._coder_bit)[use]
-            if len(self.coders) > 64 * coder_words:
-                raise ValueError("theme: more than 64 coders")
+            if len(self.coders) > 64:
+                raise PipelineError("theme: more than 64 different coders in the codings")
             scores = (
                 pc.cast(_column(batch, "score"), pa.float64())
                 .fill_null(np.nan)
@@ -442,8 +555,8 @@ class ThemeEngine:
             )
             code, seg = code[use], seg[use]
             code_mask = _set_bits(code, self.code_words)
-            per_segment.add(seg, np.full(len(seg), np.nan), [code_mask])
-            coder_mask = _set_bits(np.maximum(coder, 0), coder_words)
+            self._add("s", seg, {"seg": seg, "codes": code_mask})
+            coder_mask = _set_bits(np.maximum(coder, 0), 1)
             coder_mask[coder < 0] = 0
             reps = self.n_targets[code]
             if not reps.sum():
@@ -451,21 +564,73 @@ class ThemeEngine:
             which = np.repeat(np.arange(len(code)), reps)
             within = np.arange(len(which)) - np.repeat(np.cumsum(reps) - reps, reps)
             node = self.target_flat[self.target_start[code[which]] + within]
-            assign.add(
-                seg[which].astype(np.int64) * n_nodes + node,
-                scores[which],
-                [code_mask[which], coder_mask[which]],
+            self._add(
+                "a",
+                seg[which],
+                {
+                    "key": seg[which].astype(np.int64) * n_nodes + node,
+                    "score": scores[which],
+                    "codes": code_mask[which],
+                    "coders": coder_mask[which],
+                },
             )
-        assign.reduce()
-        per_segment.reduce()
-        self.a_key = assign.keys
-        self.a_seg = assign.keys // n_nodes
-        self.a_node = assign.keys % n_nodes
-        self.a_score = assign.scores
-        self.a_codes, self.a_coders = assign.masks
-        self.s_seg = per_segment.keys
-        self.s_codes = per_segment.masks[0]
+        self._flush()
         self.skipped = Counter({k: v for k, v in self.skipped.items() if v})
+
+    def _add(self, kind: str, segs: np.ndarray, columns: dict[str, np.ndarray]) -> None:
+        """Hold rows for the chunks their segments are in; spill them when many."""
+        chunks = self.index.chunk_of(segs)
+        order = np.argsort(chunks, kind="stable")
+        chunks = chunks[order]
+        starts = np.flatnonzero(np.r_[True, chunks[1:] != chunks[:-1]])
+        ends = np.r_[starts[1:], len(chunks)]
+        for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
+            part = order[lo:hi]
+            self._pending[(kind, int(chunks[lo]))].append({k: v[part] for k, v in columns.items()})
+        self._pending_rows += len(segs)
+        if self._pending_rows > 2_000_000:
+            self._flush()
+
+    def _flush(self) -> None:
+        for (kind, n), parts in self._pending.items():
+            merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+            np.savez(self.spill / f"{kind}-{n}-{self._files[(kind, n)]}.npz", **merged)  # type: ignore[arg-type]
+            self._files[(kind, n)] += 1
+        self._pending.clear()
+        self._pending_rows = 0
+
+    def _load(self, kind: str, n: int) -> dict[str, np.ndarray]:
+        parts = []
+        for k in range(self._files.get((kind, n), 0)):
+            with np.load(self.spill / f"{kind}-{n}-{k}.npz") as f:
+                parts.append({name: f[name] for name in f.files})
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
+
+    def _chunk(self, n: int) -> _Chunk:
+        """The reduced roll-up of chunk ``n`` (computed once, then read back)."""
+        path = self.spill / f"reduced-{n}.npz"
+        if path.exists():
+            with np.load(path) as f:
+                return _Chunk(**{name: f[name] for name in f.files})
+        a = self._load("a", n)
+        s = self._load("s", n)
+        assign = _Reducer([self.code_words, 1])
+        if a:
+            assign.add(a["key"], a["score"], [a["codes"], a["coders"]])
+        assign.reduce()
+        per_segment = _Reducer([self.code_words])
+        if s:
+            per_segment.add(s["seg"], np.full(len(s["seg"]), np.nan), [s["codes"]])
+        per_segment.reduce()
+        chunk = _Chunk(
+            assign.keys, assign.scores, assign.masks[0], assign.masks[1],
+            per_segment.keys, per_segment.masks[0],
+        )  # fmt: skip
+        np.savez(path, **chunk.__dict__)
+        for kind in ("a", "s"):
+            for k in range(self._files.get((kind, n), 0)):
+                (self.spill / f"{kind}-{n}-{k}.npz").unlink()
+        return chunk
 
     def _coder_bit(self, name: str) -> int:
         if not name:
@@ -474,69 +639,179 @@ class ThemeEngine:
             self.coders[name] = len(self.coders)
         return self.coders[name]
 
-    # -- outputs from the roll-up ----------------------------------------------------------
-    def assignment_batches(self) -> Iterator[pa.Table]:
-        coder_names = sorted(self.coders, key=self.coders.__getitem__)
-        code_cache: dict[bytes, list[str]] = {}
-        coder_cache: dict[bytes, list[str]] = {}
-
-        def names(mask: np.ndarray, cache: dict[bytes, list[str]], of: list[str]) -> list[str]:
-            key = mask.tobytes()
-            got = cache.get(key)
-            if got is None:
-                got = cache[key] = sorted(of[i] for i in _decode(mask))
-            return got
-
+    # -- pass 3: assignments, theme figures, co-occurrence, centroids --------------------
+    def assignments(self, centroids: bool = True) -> Iterator[pa.Table]:
+        """The rows of ``theme_assignments``, chunk by chunk; adds up everything else."""
         ix = self.index
-        for lo in range(0, len(self.a_key), WRITE_CHUNK):
-            hi = lo + WRITE_CHUNK
-            segs = self.a_seg[lo:hi].tolist()
-            scores = self.a_score[lo:hi]
-            yield pa.table(
-                {
-                    "segment_id": [ix.id_list[s] for s in segs],
-                    "doc_id": [ix.docs[d] for d in ix.doc[segs].tolist()],
-                    "theme_id": [self.node_ids[n] for n in self.a_node[lo:hi].tolist()],
-                    "score": pa.array(scores, pa.float64(), mask=np.isnan(scores)),
-                    "code_ids": [names(m, code_cache, self.codes) for m in self.a_codes[lo:hi]],
-                    "coders": [names(m, coder_cache, coder_names) for m in self.a_coders[lo:hi]],
-                }
-            )
+        n_nodes = max(1, self.n_nodes)
+        coder_names = sorted(self.coders, key=self.coders.__getitem__)
+        doc_names = pa.array(ix.docs, pa.string())
+        node_names = pa.array(self.node_ids, pa.string())
 
-    def theme_rows(self, prevalence: Prevalence) -> list[dict[str, Any]]:
-        rows = []
-        for j, node in enumerate(self.nodes):
-            rows.append(
-                {
-                    "theme_id": node.id,
-                    "name": node.name,
-                    "level": node.level,
-                    "parent_id": node.parent_id,
-                    "description": node.description,
-                    **prevalence.stats(self.a_seg[self.a_node == j]),
-                    "proposal": False,
-                }
-            )
-        return rows
+        self.theme_stats = Stats(ix, self.n_nodes)
+        self.pairs: dict[tuple[str, str], Counter[tuple[str, str]]] = {
+            (kind, "segment"): Counter() for kind in ("code", "theme")
+        }
+        part_codes = np.zeros((len(ix.participants), self.code_words), dtype=np.uint64)
+        part_themes = np.zeros((len(ix.participants), self.node_words), dtype=np.uint64)
+        self.centre = np.zeros((self.n_nodes if centroids else 0, len(self.vocab_sorted)))
+        for n in range(ix.n_chunks):
+            c = self._chunk(n)
+            segs = c.a_key // n_nodes
+            node = c.a_key % n_nodes
+            self.n_assignments += len(segs)
+            self.theme_stats.add(node, segs)
+            self.pairs[("code", "segment")].update(_pair_counts(c.s_codes, self.codes))
+            np.bitwise_or.at(part_codes, ix.part[c.s_seg], c.s_codes)
+            theme_segs, theme_masks = _or_by(segs, _set_bits(node, self.node_words))
+            self.pairs[("theme", "segment")].update(_pair_counts(theme_masks, self.node_ids))
+            np.bitwise_or.at(part_themes, ix.part[theme_segs], theme_masks)
+            if centroids and len(segs):
+                first, indptr, indices, data = self._rows(n)
+                pos, owner = _expand(indptr, segs - first)
+                np.add.at(self.centre, (node[owner], indices[pos]), data[pos])
+            for lo in range(0, len(segs), WRITE_CHUNK):
+                hi = lo + WRITE_CHUNK
+                part = segs[lo:hi]
+                scores = c.a_score[lo:hi]
+                yield pa.table(
+                    {
+                        "segment_id": ix.id_chunks[n].take(part - ix.chunk_starts[n]),
+                        "doc_id": doc_names.take(ix.doc[part]),
+                        "theme_id": node_names.take(node[lo:hi]),
+                        "score": pa.array(scores, pa.float64(), mask=np.isnan(scores)),
+                        "code_ids": _name_lists(c.a_codes[lo:hi], self.codes),
+                        "coders": _name_lists(c.a_coders[lo:hi], coder_names),
+                    }
+                )
+        for kind, masks, names_ in (("code", part_codes, self.codes),
+                                    ("theme", part_themes, self.node_ids)):  # fmt: skip
+            used = masks[np.any(masks != 0, axis=1)]
+            self.pairs[(kind, "participant")] = _pair_counts(used, names_)
+        for j in range(len(self.centre)):  # row by row: the rounding of TfidfMatrix.centroid
+            norm = float(np.linalg.norm(self.centre[j]))
+            if norm:
+                self.centre[j] = self.centre[j] / norm
+
+    def theme_rows(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "theme_id": node.id,
+                "name": node.name,
+                "level": node.level,
+                "parent_id": node.parent_id,
+                "description": node.description,
+                **self.theme_stats.row(j),
+                "proposal": False,
+            }
+            for j, node in enumerate(self.nodes)
+        ]
 
     def cooccurrence(self) -> list[dict[str, Any]]:
-        node_words = _bits(self.n_nodes)
-        theme_masks = _or_by(self.a_seg, _set_bits(self.a_node, node_words))
-        theme_segs = np.unique(self.a_seg)
-        part = self.index.part
         rows: list[dict[str, Any]] = []
-        for kind, segs, masks, names in (
-            ("code", self.s_seg, self.s_codes, self.codes),
-            ("theme", theme_segs, theme_masks, self.node_ids),
-        ):
-            rows += rows_from_counts(kind, "segment", _pair_counts(masks, names))
-            by_part = _or_by(part[segs], masks) if len(segs) else masks
-            rows += rows_from_counts(kind, "participant", _pair_counts(by_part, names))
+        for kind in ("code", "theme"):
+            for level in ("segment", "participant"):
+                rows += rows_from_counts(kind, level, self.pairs[(kind, level)])
         return rows
 
-    def code_group_rows(self, prevalence: Prevalence, threshold: float) -> list[dict[str, Any]]:
-        """:func:`qualpipe.themes.proposals.code_group_rows` from the per-segment codes."""
-        pairs = _pair_counts(self.s_codes, self.codes)
+    # -- pass 4: quote pools, proposal sample, code groups -------------------------------
+    def second_pass(self, want_sample: bool, seed: int, code_jaccard: float | None) -> None:
+        """Score the quote candidates into bounded pools; sample segments for proposals;
+        add up the segments of each code group (``code_jaccard``: None for none)."""
+        ix = self.index
+        per = self.options.per_theme if self.n_nodes else 0
+        n_nodes = max(1, self.n_nodes)
+        role_of_set = [a.get(self.options.role_attribute, "") for a in ix.attrsets]
+        self.roles = sorted(set(role_of_set))
+        role_idx = {r: i for i, r in enumerate(self.roles)}
+        set_role = np.array([role_idx[r] for r in role_of_set] or [0], dtype=np.int64)
+        self._pool = {k: np.zeros(0, dtype=np.int64 if k != "score" else np.float64)
+                      for k in ("node", "cls", "role", "part", "score", "seg")}  # fmt: skip
+        eligible = ~ix.interviewer & (ix.n_terms > 0)
+        self.sample_total = int(np.count_nonzero(eligible)) if want_sample else 0
+        sampling = self.sample_total > PROPOSAL_CAP
+        self.sample = {}
+        self._sample_keys: dict[int, int] = {}
+        self.groups = self._code_groups(code_jaccard) if code_jaccard is not None else []
+        self.group_stats = Stats(ix, len(self.groups))
+        group_masks = [
+            np.bitwise_or.reduce(
+                _set_bits(np.array([self.code_index[c] for c in g]), self.code_words), axis=0
+            )
+            for g in self.groups
+        ]
+        seen: dict[int, set[int]] = defaultdict(set)  # node -> repeated text keys quoted
+        for n in range(ix.n_chunks):
+            c = self._chunk(n)
+            for g, mask in enumerate(group_masks):
+                hit = c.s_seg[np.any(c.s_codes & mask, axis=1)]
+                self.group_stats.add(np.full(len(hit), g), hit)
+            lo_seg, hi_seg = int(ix.chunk_starts[n]), int(ix.chunk_starts[n + 1])
+            wants_rows = (want_sample and eligible[lo_seg:hi_seg].any()) or (per and len(c.a_key))
+            if not wants_rows:
+                continue
+            start, indptr, indices, data = self._rows(n)
+            if want_sample:
+                chunk_ids = ix.id_chunks[n].to_pylist() if sampling else []
+                for s in np.flatnonzero(eligible[lo_seg:hi_seg]).tolist():
+                    seg = start + s
+                    self.sample[seg] = (
+                        indices[indptr[s] : indptr[s + 1]].copy(),
+                        data[indptr[s] : indptr[s + 1]].copy(),
+                    )
+                    if sampling:
+                        self._sample_keys[seg] = _sample_key(chunk_ids[s], seed)
+                if sampling and len(self.sample) > 2 * PROPOSAL_CAP:
+                    self._prune_sample()
+            if not per or not len(c.a_key):
+                continue
+            segs_all = c.a_key // n_nodes
+            node_all = c.a_key % n_nodes
+            cand = np.flatnonzero(~ix.interviewer[segs_all] & ~ix.blank[segs_all])
+            if not len(cand):
+                continue
+            # The same words twice in a theme (a repeated answer): only the first counts.
+            keys = ix.textkey[segs_all[cand]]
+            order = cand[np.lexsort((segs_all[cand], keys, node_all[cand]))]
+            pairs = np.stack([node_all[order], ix.textkey[segs_all[order]]], axis=1)
+            new = np.r_[True, np.any(pairs[1:] != pairs[:-1], axis=1)]
+            sel = np.sort(order[new])
+            again = np.isin(ix.textkey[segs_all[sel]], ix.repeated)
+            if again.any():
+                drop = np.zeros(len(sel), dtype=bool)
+                for i in np.flatnonzero(again).tolist():
+                    j = int(node_all[sel[i]])
+                    key = int(ix.textkey[segs_all[sel[i]]])
+                    if key in seen[j]:
+                        drop[i] = True
+                    seen[j].add(key)
+                sel = sel[~drop]
+            segs = segs_all[sel]
+            pos, owner = _expand(indptr, segs - start)
+            prod = data[pos] * self.centre[node_all[sel][owner], indices[pos]]
+            raw = np.bincount(owner, weights=prod, minlength=len(sel))
+            scores = np.array([round(x, 6) for x in raw.tolist()], dtype=np.float64)
+            readable = ix.words[segs] >= self.options.min_words
+            base = {
+                "node": node_all[sel],
+                "role": set_role[ix.attrset[segs]],
+                "part": ix.part[segs].astype(np.int64),
+                "score": scores,
+                "seg": segs,
+            }
+            for cls, keep in ((0, readable), (1, np.ones(len(sel), dtype=bool))):
+                for k, v in base.items():
+                    self._pool[k] = np.concatenate([self._pool[k], v[keep]])
+                self._pool["cls"] = np.concatenate(
+                    [self._pool["cls"], np.full(int(keep.sum()), cls, dtype=np.int64)]
+                )
+            self._prune_pool(per)
+        if sampling:
+            self._prune_sample()
+
+    def _code_groups(self, threshold: float) -> list[list[str]]:
+        """:func:`qualpipe.themes.proposals.code_group_rows`' groups, biggest first."""
+        pairs = self.pairs[("code", "segment")]
         present = sorted({a for a, b in pairs if a == b})
         parent = {c: c for c in present}
 
@@ -554,133 +829,10 @@ class ThemeEngine:
         groups: dict[str, list[str]] = {}
         for code in present:
             groups.setdefault(find(code), []).append(code)
+        self.code_jaccard = threshold
+        return [g for g in groups.values() if len(g) > 1]
 
-        def segs_of(group: list[str]) -> np.ndarray:
-            bits = _set_bits(np.array([self.code_index[c] for c in group]), self.code_words)
-            mask = np.bitwise_or.reduce(bits, axis=0)
-            hit = np.any(self.s_codes & mask, axis=1)
-            out: np.ndarray = self.s_seg[hit]
-            return out
-
-        found = [(g, segs_of(g)) for g in groups.values() if len(g) > 1]
-        found.sort(key=lambda gs: (-len(gs[1]), gs[0]))
-        names = {c.id: c.name for c in self.book.codes}
-        rows = []
-        for i, (group, segs) in enumerate(found, 1):
-            members = ", ".join(names.get(c, c) for c in group)
-            rows.append(
-                {
-                    "theme_id": f"code-group-{i}",
-                    "name": " + ".join(names.get(c, c) for c in group[:3])
-                    + (" + …" if len(group) > 3 else ""),
-                    "level": "theme",
-                    "parent_id": None,
-                    "description": (
-                        "Machine proposal for researchers to review, not an agreed theme: "
-                        f"codes that occur together in segments (Jaccard >= {threshold}): "
-                        f"{members}."
-                    ),
-                    **prevalence.stats(segs),
-                    "proposal": True,
-                }
-            )
-        return rows
-
-    # -- passes 3 and 4: centroids, quote pools, proposal sample -------------------------
-    def centroids(self) -> np.ndarray:
-        sums = np.zeros((self.n_nodes, len(self.vocab_sorted)), dtype=np.float64)
-        if not self.n_nodes:
-            return sums
-        for first, indptr, indices, data in self._rows():
-            last = first + len(indptr) - 1
-            lo, hi = np.searchsorted(self.a_seg, [first, last])
-            if lo == hi:
-                continue
-            rows = self.a_seg[lo:hi] - first
-            starts, ends = indptr[rows], indptr[rows + 1]
-            reps = ends - starts
-            pos = np.repeat(starts - np.r_[0, np.cumsum(reps)[:-1]], reps) + np.arange(reps.sum())
-            node = np.repeat(self.a_node[lo:hi], reps)
-            np.add.at(sums, (node, indices[pos]), data[pos])
-        for j in range(self.n_nodes):  # row by row: the same rounding as TfidfMatrix.centroid
-            norm = float(np.linalg.norm(sums[j]))
-            if norm:
-                sums[j] = sums[j] / norm
-        return sums
-
-    def quote_pools(self, centroids: np.ndarray, want_sample: bool, seed: int) -> None:
-        """Score the quote candidates; keep the bounded pools and the proposal sample."""
-        ix = self.index
-        per = self.options.per_theme
-        role_of_set = [a.get(self.options.role_attribute, "") for a in ix.attrsets]
-        self.roles = sorted(set(role_of_set))
-        role_idx = {r: i for i, r in enumerate(self.roles)}
-        set_role = np.array([role_idx[r] for r in role_of_set] or [0], dtype=np.int64)
-        cand = ~ix.interviewer[self.a_seg] & ~ix.blank[self.a_seg]
-        # The same words twice in a theme (a repeated answer): only the first counts.
-        first = np.zeros(len(self.a_seg), dtype=bool)
-        idx = np.flatnonzero(cand)
-        if len(idx):
-            order = idx[
-                np.lexsort((self.a_seg[idx], ix.textkey[self.a_seg[idx]], self.a_node[idx]))
-            ]
-            keys = np.stack([self.a_node[order], ix.textkey[self.a_seg[order]]], axis=1)
-            new = np.r_[True, np.any(keys[1:] != keys[:-1], axis=1)]
-            first[order[new]] = True
-        self._pool = {k: np.zeros(0, dtype=np.int64 if k != "score" else np.float64)
-                      for k in ("node", "cls", "role", "part", "score", "seg")}  # fmt: skip
-        eligible = ~ix.interviewer & (ix.n_terms > 0)
-        self.sample_total = int(np.count_nonzero(eligible))
-        sampling = self.sample_total > PROPOSAL_CAP
-        self.sample: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        self._sample_keys: dict[int, int] = {}
-        for start, indptr, indices, data in self._rows():
-            last = start + len(indptr) - 1
-            if want_sample:
-                for s in np.flatnonzero(eligible[start:last]).tolist():
-                    seg = start + s
-                    self.sample[seg] = (
-                        indices[indptr[s] : indptr[s + 1]].copy(),
-                        data[indptr[s] : indptr[s + 1]].copy(),
-                    )
-                    if sampling:
-                        self._sample_keys[seg] = _sample_key(ix.id_list[seg], seed)
-                if sampling and len(self.sample) > 2 * PROPOSAL_CAP:
-                    self._prune_sample()
-            if not per or not self.n_nodes:
-                continue
-            lo, hi = np.searchsorted(self.a_seg, [start, last])
-            sel = np.arange(lo, hi)[first[lo:hi]]
-            if not len(sel):
-                continue
-            rows = self.a_seg[sel] - start
-            starts, ends = indptr[rows], indptr[rows + 1]
-            reps = ends - starts
-            pos = np.repeat(starts - np.r_[0, np.cumsum(reps)[:-1]], reps) + np.arange(reps.sum())
-            which = np.repeat(np.arange(len(sel)), reps)
-            prod = data[pos] * centroids[self.a_node[sel][which], indices[pos]]
-            raw = np.bincount(which, weights=prod, minlength=len(sel))
-            scores = np.array([round(x, 6) for x in raw.tolist()], dtype=np.float64)
-            segs = self.a_seg[sel]
-            readable = ix.words[segs] >= self.options.min_words
-            base = {
-                "node": self.a_node[sel],
-                "role": set_role[ix.attrset[segs]],
-                "part": ix.part[segs].astype(np.int64),
-                "score": scores,
-                "seg": segs,
-            }
-            for cls, keep in ((0, readable), (1, np.ones(len(sel), dtype=bool))):
-                for k, v in base.items():
-                    self._pool[k] = np.concatenate([self._pool[k], v[keep]])
-                self._pool["cls"] = np.concatenate(
-                    [self._pool["cls"], np.full(int(keep.sum()), cls, dtype=np.int64)]
-                )
-            self._prune_pool(per)
-        if sampling:
-            self._prune_sample(final=True)
-
-    def _prune_sample(self, final: bool = False) -> None:
+    def _prune_sample(self) -> None:
         keep = sorted(self.sample, key=lambda s: (self._sample_keys[s], s))[:PROPOSAL_CAP]
         self.sample = {s: self.sample[s] for s in sorted(keep)}
         self._sample_keys = {s: self._sample_keys[s] for s in keep}
@@ -773,7 +925,7 @@ class ThemeEngine:
                 )
         return rows
 
-    def proposals(self, n_proposals: int, seed: int) -> tuple[list[Proposal], TfidfMatrix]:
+    def proposals(self, n_proposals: int, seed: int) -> list[Proposal]:
         segs = sorted(self.sample)
         ix = self.index
         lengths = np.array([len(self.sample[s][0]) for s in segs], dtype=np.int64)
@@ -785,21 +937,81 @@ class ThemeEngine:
             np.concatenate([self.sample[s][1] for s in segs]) if segs else np.zeros(0, np.float64)
         )
         matrix = TfidfMatrix(self.vocab_sorted, self.idf, indptr, indices, data)
-        row_of = {ix.id_list[s]: r for r, s in enumerate(segs)}
-        members = [ix.segment(s) for s in segs]
-        return propose(members, n_proposals, seed, matrix, row_of), matrix
+        ids = ix.ids(segs)
+        self._sample_ids = dict(zip(ids, segs, strict=True))
+        row_of = {seg_id: r for r, seg_id in enumerate(ids)}
+        members = [Segment(seg_id, "", "", None, None, {}, order=s)
+                   for seg_id, s in zip(ids, segs, strict=True)]  # fmt: skip
+        return propose(members, n_proposals, seed, matrix, row_of)
 
-    def proposal_rows(
-        self, found: Sequence[Proposal], prevalence: Prevalence, seed: int
-    ) -> list[dict[str, Any]]:
+    def proposal_rows(self, found: Sequence[Proposal], seed: int) -> list[dict[str, Any]]:
         total = sum(len(p.segment_ids) for p in found)
         sampled = self.sample_total if self.sample_total > PROPOSAL_CAP else None
+        stats = Stats(self.index, len(found))
+        for i, p in enumerate(found):
+            segs = np.array([self._sample_ids[s] for s in p.segment_ids], dtype=np.int64)
+            stats.add(np.full(len(segs), i), segs)
+        return [
+            {
+                **proposal_description(p, i, total, len(found), seed, sampled),
+                **stats.row(i - 1),
+                "proposal": True,
+            }
+            for i, p in enumerate(found, 1)
+        ]
+
+    def code_group_rows(self) -> list[dict[str, Any]]:
+        """:func:`qualpipe.themes.proposals.code_group_rows` from :meth:`second_pass`."""
+        names = {c.id: c.name for c in self.book.codes}
+        order = sorted(
+            range(len(self.groups)),
+            key=lambda g: (-int(self.group_stats.segments[g]), self.groups[g]),
+        )
         rows = []
-        for i, p in enumerate(found, 1):
-            row = proposal_description(p, i, total, len(found), seed, sampled)
-            segs = np.array([self.index.ids[s] for s in p.segment_ids], dtype=np.int64)
-            rows.append({**row, **prevalence.stats(segs), "proposal": True})
+        for i, g in enumerate(order, 1):
+            group = self.groups[g]
+            members = ", ".join(names.get(c, c) for c in group)
+            rows.append(
+                {
+                    "theme_id": f"code-group-{i}",
+                    "name": " + ".join(names.get(c, c) for c in group[:3])
+                    + (" + …" if len(group) > 3 else ""),
+                    "level": "theme",
+                    "parent_id": None,
+                    "description": (
+                        "Machine proposal for researchers to review, not an agreed theme: "
+                        f"codes that occur together in segments (Jaccard >= "
+                        f"{self.code_jaccard}): {members}."
+                    ),
+                    **self.group_stats.row(g),
+                    "proposal": True,
+                }
+            )
         return rows
+
+
+def _name_lists(masks: np.ndarray, names: Sequence[str]) -> pa.Array:
+    """A list<string> array: the sorted names of each bit-set row."""
+    if not len(masks):
+        return pa.array([], pa.list_(pa.string()))
+    distinct, inverse = np.unique(masks, axis=0, return_inverse=True)
+    lists = pa.array(
+        [sorted(names[i] for i in _decode(m)) for m in distinct], pa.list_(pa.string())
+    )
+    return lists.take(inverse.reshape(-1))
+
+
+def _lookup_many(
+    array: pa.Array, lookup: Callable[[Sequence[str | None]], np.ndarray]
+) -> np.ndarray:
+    """Like :func:`_lookup`, with a vectorised lookup of the distinct values."""
+    encoded = pc.dictionary_encode(array)
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()
+    lut = np.r_[lookup(encoded.dictionary.to_pylist()), -1].astype(np.int64)
+    idx = encoded.indices.fill_null(len(lut) - 1).to_numpy(zero_copy_only=False)
+    out: np.ndarray = lut[idx.astype(np.int64)]
+    return out
 
 
 def _sample_key(segment_id: str, seed: int) -> int:
@@ -822,7 +1034,8 @@ def segment_texts(
     """segment position -> (text, speaker) for the ``wanted`` positions."""
     if not wanted:
         return {}
-    ids = {index.id_list[s]: s for s in wanted}
+    ordered = sorted(wanted)
+    ids = dict(zip(index.ids(ordered), ordered, strict=True))
     out: dict[int, tuple[str, str | None]] = {}
     for batch in batches:
         seg_ids = _column(batch, "segment_id")
@@ -844,4 +1057,4 @@ def segment_texts(
     return out
 
 
-__all__ = ["PROPOSAL_CAP", "Prevalence", "SegmentIndex", "ThemeEngine", "segment_texts"]
+__all__ = ["PROPOSAL_CAP", "SegmentIndex", "Stats", "ThemeEngine", "segment_texts"]

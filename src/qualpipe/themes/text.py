@@ -32,19 +32,32 @@ CONTRACTIONS = frozenset(
 )
 
 
-_DROPPED = STOP_WORDS | CONTRACTIONS
+#: Words that never count (stop words and pieces of contractions).
+DROPPED = STOP_WORDS | CONTRACTIONS
+
+
+def _words(text: str) -> list[str]:
+    """Runs of letters, lower-cased, annotations left out (before the stop-word filter)."""
+    cleaned = ANNOTATION.sub(" ", text)
+    if "\u0130" in cleaned:  # İ lower-cases to two characters: lower word by word
+        return [w.lower() for w in LETTERS.findall(cleaned)]
+    return LETTERS.findall(cleaned.lower())
 
 
 def tokens(text: str) -> list[str]:
     """The words of ``text`` that count: lower-cased letters, no stop words."""
-    words = map(str.lower, LETTERS.findall(ANNOTATION.sub(" ", text)))
-    return [w for w in words if len(w) > 1 and w not in _DROPPED]
+    return [w for w in _words(text) if len(w) > 1 and w not in DROPPED]
+
+
+def raw_counts(text: str) -> Counter[str]:
+    """Every lower-cased word of ``text`` counted, stop words included."""
+    return Counter(_words(text))
 
 
 def token_counts(text: str) -> Counter[str]:
-    """``Counter(tokens(text))``, counting first and filtering each distinct word once."""
-    counts = Counter(map(str.lower, LETTERS.findall(ANNOTATION.sub(" ", text))))
-    for word in [w for w in counts if len(w) < 2 or w in _DROPPED]:
+    """``Counter(tokens(text))``."""
+    counts = raw_counts(text)
+    for word in [w for w in counts if len(w) < 2 or w in DROPPED]:
         del counts[word]
     return counts
 
