@@ -102,6 +102,10 @@ def content_words(
         yield stems(word, languages), m.start(), m.end()
 
 
+#: The feature of a word that is no content word (no stem is a NUL character).
+_SKIP = "\0"
+
+
 @dataclass
 class TfidfIndex:
     """Code vectors over the codebook's vocabulary."""
@@ -150,17 +154,35 @@ class TfidfIndex:
             languages=languages,
         )
 
+    def __post_init__(self) -> None:
+        #: lower-cased word -> its feature (_SKIP for words that are no content words)
+        self._features: dict[str, str] = {}
+
+    def _feature(self, word: str) -> str:
+        """One feature per word: its first stem that a code has, else its first stem."""
+        if word in STOP_WORDS or len(word) < 2 or word.isdigit():
+            return _SKIP
+        if len(self._features) > 500_000:  # a bound for very long runs: start afresh
+            self._features.clear()
+        word_stems = stems(word, self.languages)
+        return next((f for f in word_stems if f in self.vocab), word_stems[0])
+
     def segment(self, text: str) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
         """Columns and weights (normalised over all the segment's words, known or not) of
         the segment's words that some code has, and where each first occurs in ``text``."""
         counts: dict[str, int] = {}
         first: dict[str, tuple[int, int]] = {}
-        vocab = self.vocab
-        for word_stems, s, e in content_words(text, self.languages):
-            # one feature per word: its first stem that a code has, else its first stem
-            feat = next((f for f in word_stems if f in vocab), word_stems[0])
+        features = self._features
+        for m in WORD.finditer(text):
+            word = m.group().lower()
+            feat = features.get(word)
+            if feat is None:
+                feat = features[word] = self._feature(word)
+            if feat is _SKIP:
+                continue  # a stop word, a number or a single character
             counts[feat] = counts.get(feat, 0) + 1
-            first.setdefault(feat, (s, e))
+            if feat not in first:
+                first[feat] = m.span()
         known = [f for f in counts if f in self.vocab]
         cols = np.array([self.vocab[f] for f in known], dtype=np.intp)
         weights = np.array([1 + math.log(counts[f]) for f in known]) * self.idf[cols]
