@@ -37,6 +37,7 @@ docs/interop.md.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import uuid
@@ -78,9 +79,21 @@ _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _UNSAFE_NAME = re.compile(r"[^\w.-]+")
 
 
+_DUMPS = json.JSONEncoder(ensure_ascii=False).encode
+_NAMESPACE_BYTES = OBJECT_NAMESPACE.bytes
+
+
 def object_guid(*parts: Any) -> str:
-    """The GUID of a project object (source, user, selection, ...) named by ``parts``."""
-    return str(uuid.uuid5(OBJECT_NAMESPACE, json.dumps(parts, ensure_ascii=False)))
+    """The GUID of a project object (source, user, selection, ...) named by ``parts``.
+
+    ``str(uuid.uuid5(OBJECT_NAMESPACE, json.dumps(parts, ensure_ascii=False)))``, computed
+    without building UUID objects (a project has one per coding).
+    """
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + _DUMPS(parts).encode("utf-8")).digest())
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    x = digest[:16].hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 
 
 def _xml(text: str) -> str:
@@ -314,6 +327,7 @@ class _Project:
         self.code_names = written_names(self.book)
         self.exporter = _User(object_guid("user", "exporter"), EXPORTER_USER, "exporter")
         self.users: dict[tuple[str, ...], _User] = {}
+        self._user_of: dict[tuple[Any, ...], _User] = {}
         self.sources = self._read_documents()
         self.skipped: Counter[str] = Counter()
         self.segments_code: str | None = None
@@ -387,6 +401,13 @@ class _Project:
             )
 
     def _user(self, row: Mapping[str, Any]) -> _User:
+        raw = (row["status"] == "human", row["coder"], row.get("coder_version"))
+        user = self._user_of.get(raw)
+        if user is None:
+            user = self._user_of[raw] = self._new_user(row)
+        return user
+
+    def _new_user(self, row: Mapping[str, Any]) -> _User:
         coder = _label(str(row["coder"])) or "unknown"
         if row["status"] == "human":
             key: tuple[str, ...] = ("human", coder)
@@ -429,6 +450,7 @@ class _Project:
                      _STATUS_RANK.get(row["status"], 9), str(row["coding_id"]))  # fmt: skip
             picked.append((order, row, source, start, end, user))
         seen: set[tuple[Any, ...]] = set()
+        guids: dict[str, str] = {}
         for order, coding, source, start, end, user in sorted(picked, key=lambda p: p[0]):
             key = (source.doc_id, start, end, coding["code_id"], user.guid)
             if key in seen:  # QualCoder keeps one coding per code, coder and span
@@ -436,7 +458,9 @@ class _Project:
                 continue
             seen.add(key)
             user.codings += 1
-            guid = code_guid(self.book.name, coding["code_id"])
+            guid = guids.get(coding["code_id"])
+            if guid is None:
+                guid = guids[coding["code_id"]] = code_guid(self.book.name, coding["code_id"])
             memo = _coding_memo(coding, user)
             source.selections.append(_Selection(start, end, guid, user, memo, key, order))
 
