@@ -684,25 +684,39 @@ def test_qdpx_import_reads_nvivo_offsets(study: Project) -> None:
     assert (d.action, d.ref) == ("reject", {"segment_id": u2, "code": "plan"})
 
 
-def test_decisions_about_renumbered_segments_are_flagged(study: Project) -> None:
+def test_coding_decisions_survive_an_anonymisation_decision_in_the_same_segment(
+    study: Project,
+) -> None:
     u2_doc, _ = _doc_text(study, "big market")
     seg = segment_of(study, "big market")
-    coding = store(study).append(
-        Decision("coding", "reject", {"segment_id": seg, "code": "plan"}, who="ana")
-    )
-    listed = study.run("decisions", "pipeline.yaml", "--json").json()
-    assert [d["unmatched"] for d in listed] == [False]
-    # un-masking "Hope" shortens the text inside the segment, so its id (offsets) changes
+    assert (seg, "plan") in pairs(study, "suggested")
+    store(study).append(Decision("coding", "reject", {"segment_id": seg, "code": "plan"}))
+    # un-masking "Hope" shortens the text inside the segment and moves every later
+    # offset; segment ids are positions, so the coding decision still applies
     store(study).append(Decision("finding", "reject", _finding(study, u2_doc, "[PLACE 3]")))
     run(study)
-    assert segment_of(study, "big market") != seg
+    assert "Hope" in _doc_text(study, "big market")[1]
+    assert segment_of(study, "big market") == seg
+    assert (seg, "plan") not in pairs(study)
+    listed = study.run("decisions", "pipeline.yaml", "--json").json()
+    assert [(d["target"], d["unmatched"]) for d in listed] == [
+        ("coding", False),
+        ("finding", False),
+    ]
+
+
+def test_decisions_about_missing_segments_are_flagged(study: Project) -> None:
+    seg = segment_of(study, "big market")
+    gone = seg.rsplit(":", 1)[0] + ":t999"  # e.g. the transcript was edited and re-segmented
+    coding = store(study).append(Decision("coding", "reject", {"segment_id": gone, "code": "plan"}))
+    store(study).append(Decision("coding", "reject", {"segment_id": seg, "code": "plan"}))
     table = study.run("decisions", "pipeline.yaml")
     assert table.exit_code == 0
     line = next(ln for ln in table.stdout.splitlines() if coding.id[:8] in ln)
     assert line.startswith("? ")
     assert "1 decision(s) marked ? name a segment or document" in table.stderr
     listed = study.run("decisions", "pipeline.yaml", "--json").json()
-    assert [(d["target"], d["unmatched"]) for d in listed] == [("coding", True), ("finding", False)]
+    assert [d["unmatched"] for d in listed] == [True, False]
 
 
 def test_decisions_add_from_a_script(study: Project) -> None:

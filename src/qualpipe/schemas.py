@@ -109,7 +109,7 @@ SEGMENTS = DatasetKind(
         ]
     ),
     fields={
-        "segment_id": "stable id: doc_id, strategy and offsets",
+        "segment_id": "stable id: doc_id, strategy letter and position in the document (d1:t3)",
         "doc_id": "document the segment was cut from",
         "start": "start offset into the document text (code points, inclusive)",
         "end": "end offset into the document text (code points, exclusive)",

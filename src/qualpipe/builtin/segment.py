@@ -279,13 +279,16 @@ def segment_rows(doc: Mapping[str, Any], opts: Options) -> list[dict[str, Any]]:
     text = doc["text"]
     letter = opts.strategy[0]
     rows = []
-    for span in _spans(doc, opts):
+    # Ids number the spans in document order (before the min_chars filter), not by
+    # offsets: an anonymisation decision that changes a replacement's length moves every
+    # later offset but no position, so review decisions about later segments still apply.
+    for n, span in enumerate(_spans(doc, opts)):
         start, end = _trim(text, span.start, span.end)
         if end - start < opts.min_chars:
             continue
         rows.append(
             {
-                "segment_id": f"{doc['doc_id']}:{letter}{start}-{end}",
+                "segment_id": f"{doc['doc_id']}:{letter}{n}",
                 "doc_id": doc["doc_id"],
                 "start": start,
                 "end": end,

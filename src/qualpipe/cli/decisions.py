@@ -89,7 +89,7 @@ def unmatched(
     pipeline: Path, decisions: Sequence[Decision], workdir: Path | None = None
 ) -> set[str]:
     """Ids of decisions whose document or segment is not in the last run (a document
-    removed, or segments renumbered after an anonymisation decision changed the text);
+    removed, or the transcript edited or re-segmented);
     empty when the pipeline has not run. Reads id columns only."""
     from qualpipe.runner import RunOptions, prepare
 
@@ -196,7 +196,7 @@ def list_cmd(
     if stale:
         click.echo(
             f"{len(stale)} decision(s) marked ? name a segment or document the last run does "
-            "not have (removed, or segments renumbered after an anonymisation decision); "
+            "not have (removed, or the transcript edited or re-segmented); "
             "they no longer apply",
             err=True,
         )
