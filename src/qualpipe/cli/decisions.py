@@ -207,7 +207,7 @@ def _pairs(items: Sequence[str], what: str) -> dict[str, Any]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise DecisionError(f"{what} {item!r}: write KEY=VALUE, e.g. segment_id=d1:t0-40")
+            raise DecisionError(f"{what} {item!r}: write KEY=VALUE, e.g. segment_id=d1:t3")
         out[key] = int(value) if key in ("start", "end") and value.isdigit() else value
     return out
 
@@ -230,7 +230,7 @@ def add_cmd(
     memo: str,
 ) -> None:
     """Record one decision from a script, e.g. `decisions add PIPELINE coding reject
-    segment_id=d1:t0-40 code=support/practical`."""
+    segment_id=d1:t3 code=support/practical`."""
     store, _ = _store(pipeline)
     decision = Decision(
         target,
