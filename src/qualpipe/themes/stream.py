@@ -279,6 +279,18 @@ class Stats:
         }
 
 
+def _repeated(hashes: np.ndarray, runs: Sequence[np.ndarray]) -> np.ndarray:
+    """Per hash: seen in one of the sorted ``runs``, or earlier in ``hashes`` itself."""
+    out = np.ones(len(hashes), dtype=bool)
+    out[np.unique(hashes, return_index=True)[1]] = False
+    for run in runs:
+        if len(run):
+            at = np.searchsorted(run, hashes)
+            at[at >= len(run)] = 0
+            out |= run[at] == hashes
+    return out
+
+
 def _pair_counts(masks: np.ndarray, names: Sequence[str]) -> Counter[tuple[str, str]]:
     """:func:`qualpipe.themes.cooccurrence.pair_counts` over bit-set rows."""
     counts: Counter[tuple[str, str]] = Counter()
@@ -377,7 +389,7 @@ class ThemeEngine:
         part_of: dict[str, int] = {}
         attr_of: dict[Any, int] = {}
         pair_of: dict[tuple[int, int], int] = {}
-        seen: set[int] = set()
+        runs: list[np.ndarray] = []  # sorted hashes of the ids of earlier batches
         arrays: dict[str, list[np.ndarray]] = defaultdict(list)
         hashes: list[np.ndarray] = []
         vocab: dict[str, int] = {}
@@ -390,6 +402,8 @@ class ThemeEngine:
                 for name in ("segment_id", "doc_id", "text", "speaker", "participant_id")
             }
             attrs = _column(batch, "attributes").to_pylist()
+            batch_hashes = np.array([hash(i) for i in cols["segment_id"]], dtype=np.int64)
+            repeated = _repeated(batch_hashes, runs)  # a repeated segment id: the first counts
             keep: list[int] = []
             lists: dict[str, list[int]] = defaultdict(list)
             flags: dict[str, list[bool]] = defaultdict(list)
@@ -407,12 +421,9 @@ class ThemeEngine:
                     strict=True,
                 )
             ):
-                h = hash(seg_id)
-                if h in seen:
-                    continue  # a repeated segment id: the first counts
-                seen.add(h)
+                if repeated[row]:
+                    continue
                 keep.append(row)
-                lists["hash"].append(h)
                 i = total + len(keep) - 1
                 text = text or ""
                 d = doc_of.get(doc_id)
@@ -471,7 +482,10 @@ class ThemeEngine:
             ix.id_chunks.append(ids if len(keep) == len(ids) else ids.take(keep))
             total += len(keep)
             starts.append(total)
-            hashes.append(np.array(lists.pop("hash"), dtype=np.int64))
+            hashes.append(batch_hashes[~repeated])
+            runs.append(np.sort(hashes[-1]))
+            if len(runs) > 16:
+                runs = [np.sort(np.concatenate(runs))]
             for name, values in lists.items():
                 arrays[name].append(
                     np.array(values, dtype=np.int64 if name == "textkey" else np.int32)
@@ -479,7 +493,7 @@ class ThemeEngine:
             for name, bools in flags.items():
                 arrays[name].append(np.array(bools, dtype=bool))
             arrays["n_terms"].append(np.array(lengths, dtype=np.int32))
-        seen.clear()
+        runs.clear()
         for name in ("doc", "part", "attrset", "pair", "interviewer", "blank", "words",
                      "textkey", "n_terms"):  # fmt: skip
             if arrays[name]:
