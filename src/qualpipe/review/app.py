@@ -236,8 +236,13 @@ def create_app(session: ReviewSession) -> Flask:
         pages = max(1, -(-len(shown) // PAGE_SIZE))
         page = min(page, pages)
         added = [d for d in effective if d.action == "add"]
+        documents = [
+            (doc_id, doc.get("participant_id") or "")
+            for doc_id, doc in session.data.documents().items()
+        ]
         return render(
             "findings.html",
+            documents=documents,
             title="Anonymisation findings",
             items=shown[(page - 1) * PAGE_SIZE : page * PAGE_SIZE],
             total=len(items),
@@ -249,6 +254,26 @@ def create_app(session: ReviewSession) -> Flask:
             pages=pages,
             added=added,
             available=session.sources.get("findings") is not None,
+        )
+
+    @app.get("/document/<doc_id>")
+    def document(doc_id: str) -> str:
+        found = session.data.document(doc_id)
+        if found is None:
+            abort(404, description=f"no anonymised document {doc_id!r} in the latest run")
+        doc, text = found
+        added = [
+            d
+            for d in session.decisions.effective("finding")
+            if d.action == "add" and d.ref.get("document_id") == doc_id
+        ]
+        return render(
+            "document.html",
+            title=f"Document {doc_id}",
+            doc=doc,
+            text=text,
+            findings=sum(1 for p in text if p.marks),
+            added=added,
         )
 
     @app.get("/codings")

@@ -379,6 +379,16 @@ class ReviewData:
             items.append(item)
         return items
 
+    def document(self, doc_id: str) -> tuple[dict[str, Any], list[Piece]] | None:
+        """An anonymised document and its text cut at its findings (marked ``other``)."""
+        doc = self.documents().get(doc_id)
+        if doc is None:
+            return None
+        marks = [
+            (f["start"], f["end"], "other") for f in self.rows("findings") if f["doc_id"] == doc_id
+        ]
+        return doc, pieces(doc["text"], 0, marks)
+
     # -- codebook, segments and codings -------------------------------------------------------
 
     def codebook(self) -> dict[str, CodeInfo]:

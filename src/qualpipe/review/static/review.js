@@ -101,7 +101,7 @@
       value: {},
       memo: ''
     };
-    var memo = form.querySelector('textarea[name="memo"]');
+    var memo = form.elements.namedItem('memo');
     if (memo) { body.memo = memo.value; }
     if (action === 'rename') { body.value.name = form.querySelector('input[name="name"]').value; }
     if (action === 'merge') { body.value.into = form.querySelector('select[name="into"]').value; }
@@ -228,21 +228,32 @@
   var codeTemplate = document.getElementById('code-options');
   var allCodes = codeTemplate
     ? Array.prototype.map.call(codeTemplate.content.querySelectorAll('option'), function (o) {
-      return { id: o.value, label: o.textContent, search: o.dataset.search };
+      return { id: o.value, label: o.textContent, search: o.dataset.search, name: o.dataset.name };
     })
     : [];
+
+  // codes whose own name has the query's words as whole words first, then names that
+  // start with them, then any match in the path or description; codebook order within
+  function rank(c, words) {
+    var own = c.name.split(/[^\p{L}\p{N}]+/u);
+    if (words.every(function (w) { return own.indexOf(w) >= 0; })) { return 0; }
+    if (words.every(function (w) { return own.some(function (o) { return o.indexOf(w) === 0; }); })) { return 1; }
+    return 2;
+  }
 
   function fillCodes(select, query) {
     var words = query.toLowerCase().split(/\s+/).filter(Boolean);
     select.textContent = '';
-    allCodes.forEach(function (c) {
-      if (words.every(function (w) { return c.search.indexOf(w) >= 0; })) {
+    allCodes
+      .filter(function (c) { return words.every(function (w) { return c.search.indexOf(w) >= 0; }); })
+      .map(function (c, i) { return { c: c, r: words.length ? rank(c, words) : 0, i: i }; })
+      .sort(function (a, b) { return a.r - b.r || a.i - b.i; })
+      .forEach(function (x) {
         var o = document.createElement('option');
-        o.value = c.id;
-        o.textContent = c.label;
+        o.value = x.c.id;
+        o.textContent = x.c.label;
         select.appendChild(o);
-      }
-    });
+      });
   }
 
   document.querySelectorAll('.add-code').forEach(function (box) {
