@@ -102,6 +102,7 @@ def select_text(page: Page, item_selector: str, needle: str) -> None:
 def shot(page: Page, name: str) -> Path:
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"{name}.png"
+    page.evaluate("document.getElementById('toast').hidden = true")
     page.screenshot(path=str(path))
     return path
 
