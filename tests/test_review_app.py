@@ -633,8 +633,7 @@ def test_rerun_applies_decisions_and_logs_no_text(
                 "value": {"type": "ORG"},
             },
         )
-        # (segment ids carry offsets: those after the false positive in its document
-        # change when it is put back, so codings are reviewed in the other documents)
+        # codings of the other documents, so that a theme loses whole segments
         chat = [
             c
             for c in study.dataset("rv", "code").to_pylist()
