@@ -47,6 +47,7 @@ import pyarrow.compute as pc
 
 from qualpipe.codebook import Codebook
 from qualpipe.errors import PipelineError
+from qualpipe.store import STAGING
 from qualpipe.themes.cooccurrence import rows_from_counts
 from qualpipe.themes.proposals import Proposal, proposal_description, propose
 from qualpipe.themes.quotes import (
@@ -1035,10 +1036,11 @@ def _sample_key(segment_id: str, seed: int) -> int:
     return int.from_bytes(digest, "big")
 
 
-def spill_folder(parent: Path | None) -> tempfile.TemporaryDirectory[str]:
-    """A temporary folder for the spilled word counts (next to the run store if known)."""
-    if parent is not None and parent.is_dir():
-        return tempfile.TemporaryDirectory(prefix=".theme-", dir=parent)
+def spill_folder(workdir: Path | None) -> tempfile.TemporaryDirectory[str]:
+    """A temporary folder for the spilled data: in the run store's staging folder when
+    there is one (a run killed with -9 leaves it there, and the next run clears it)."""
+    if workdir is not None and (workdir / STAGING).is_dir():
+        return tempfile.TemporaryDirectory(prefix="theme-spill-", dir=workdir / STAGING)
     return tempfile.TemporaryDirectory(prefix="qualpipe-theme-")
 
 
