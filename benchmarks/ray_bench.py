@@ -128,7 +128,7 @@ class Sampler(threading.Thread):
     def __init__(self, pid: int, every: float = 0.2) -> None:
         super().__init__(daemon=True)
         self.pid, self.every = pid, every
-        self.samples: list[tuple[float, int, int, int]] = []
+        self.samples: list[tuple[float, int, int, int, float]] = []
         self.stop = threading.Event()
         self.ticks: dict[int, int] = {}
 
@@ -136,8 +136,8 @@ class Sampler(threading.Thread):
         while not self.stop.is_set():
             rss, pss, n, ticks = tree_memory(self.pid)
             if n:
-                self.samples.append((time.time(), rss, pss, n))
                 self.ticks.update(ticks)
+                self.samples.append((time.time(), rss, pss, n, self.cpu_seconds()))
             self.stop.wait(self.every)
 
     def cpu_seconds(self) -> float:
@@ -146,7 +146,10 @@ class Sampler(threading.Thread):
 
     def peak(self, start: float, end: float) -> dict[str, float]:
         inside = [s for s in self.samples if start <= s[0] <= end] or self.samples
+        before = [s[4] for s in self.samples if s[0] <= start] or [0.0]
+        upto = [s[4] for s in self.samples if s[0] <= end] or [0.0]
         return {
+            "cpu_seconds": round(upto[-1] - before[-1], 1),
             "peak_rss_sum_mib": round(max(s[1] for s in inside) / 2**20, 1),
             "peak_pss_sum_mib": round(max(s[2] for s in inside) / 2**20, 1),
             "max_processes": max(s[3] for s in inside),
@@ -289,9 +292,9 @@ def markdown(res: dict[str, Any]) -> str:
     lines = [
         f"\n**{res['mb']:.0f} MB, {res['documents']:,} transcripts, upstream: "
         f"{' -> '.join(res['upstream'])}**\n",
-        "| stage | executor | seconds (run 1 / run 2) | MB/s (best) | peak PSS sum (MiB) "
-        "| peak RSS sum (MiB) | ray/local (best seconds) |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| stage | executor | seconds (run 1 / run 2) | CPU s (run 1 / run 2) | MB/s (best) "
+        "| peak PSS sum (MiB) | peak RSS sum (MiB) | ray/local (best seconds) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     runs = res["runs"]
     for stage in BATCH_STAGES:
@@ -310,9 +313,10 @@ def markdown(res: dict[str, Any]) -> str:
                     ratio = f"{best / best_local:.2f}"
                 pss = max(r["stages"][stage]["peak_pss_sum_mib"] for r in mine)
                 rss = max(r["stages"][stage]["peak_rss_sum_mib"] for r in mine)
+                cpu = " / ".join(f"{r['stages'][stage].get('cpu_seconds', 0):.0f}" for r in mine)
                 lines.append(
                     f"| {stage} | {executor} {workers} | {' / '.join(f'{s:.1f}' for s in secs)} "
-                    f"| {res['mb'] / best:.2f} | {pss:.0f} | {rss:.0f} | {ratio} |"
+                    f"| {cpu} | {res['mb'] / best:.2f} | {pss:.0f} | {rss:.0f} | {ratio} |"
                 )
     lines += [
         "",
