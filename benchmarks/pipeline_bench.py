@@ -76,13 +76,20 @@ stages:
 """
 
 
-def run_stage(pipe: Path, workdir: Path, stage: str, workers: int, log: Path) -> tuple[float, int]:
-    """Run one stage in a fresh process; (wall seconds, peak RSS in KiB)."""
+def run_stage(
+    pipe: Path, workdir: Path, stage: str, workers: int, log: Path
+) -> tuple[float, int, float]:
+    """Run one stage in a fresh process; (wall seconds, peak RSS in KiB, CPU seconds).
+
+    CPU seconds are user + system time of the process and the worker processes it
+    waited for (``/usr/bin/time``), start-up included: unlike wall time they do not grow
+    when other programs share the machine.
+    """
     rss_file = log.with_suffix(".rss")
     cmd = [sys.executable, "-m", "qualpipe", "run", str(pipe), "--only", stage]
     cmd += ["--workdir", str(workdir), "--workers", str(workers), "--no-progress"]
     if Path(TIME).exists():
-        cmd = [TIME, "-f", "%M", "-o", str(rss_file), *cmd]
+        cmd = [TIME, "-f", "%M %U %S", "-o", str(rss_file), *cmd]
     t0 = time.perf_counter()
     with log.open("w", encoding="utf-8") as out:
         proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, check=False)
@@ -90,11 +97,13 @@ def run_stage(pipe: Path, workdir: Path, stage: str, workers: int, log: Path) ->
     if proc.returncode != 0:
         tail = log.read_text(encoding="utf-8", errors="replace")[-3000:]
         raise RuntimeError(f"stage {stage} failed (exit {proc.returncode}):\n{tail}")
-    rss = 0
+    rss, cpu = 0, 0.0
     if rss_file.exists():
-        lines = [x for x in rss_file.read_text().split() if x.isdigit()]
-        rss = int(lines[-1]) if lines else 0
-    return wall, rss
+        lines = [line.split() for line in rss_file.read_text().splitlines()]
+        fields = [f for f in lines if len(f) == 3 and f[0].isdigit()]
+        if fields:
+            rss, cpu = int(fields[-1][0]), float(fields[-1][1]) + float(fields[-1][2])
+    return wall, rss, cpu
 
 
 def bench_one(folder: Path, data: Path, mb: float, workers: int, formats: list[str]) -> dict:
@@ -112,7 +121,7 @@ def bench_one(folder: Path, data: Path, mb: float, workers: int, formats: list[s
     wall_total = 0.0
     for stage in STAGES:
         try:
-            wall, rss = run_stage(pipe, workdir, stage, workers, run_dir / f"{stage}.log")
+            wall, rss, cpu = run_stage(pipe, workdir, stage, workers, run_dir / f"{stage}.log")
         except RuntimeError as exc:
             print(f"  {mb:.0f} MB w{workers} {exc}", file=sys.stderr, flush=True)
             shutil.rmtree(workdir, ignore_errors=True)
@@ -131,7 +140,9 @@ def bench_one(folder: Path, data: Path, mb: float, workers: int, formats: list[s
         stages[stage] = {
             "seconds": round(seconds, 3),
             "wall_seconds": round(wall, 3),
+            "cpu_seconds": round(cpu, 2),
             "MB/s": round(mb / seconds, 2) if seconds else None,
+            "MB/s per CPU second": round(mb / cpu, 2) if cpu else None,
             "rows": rows,
             "rows/s": round(total_rows / seconds) if seconds else None,
             "peak_rss_mib": round(rss / 1024, 1),
@@ -143,6 +154,7 @@ def bench_one(folder: Path, data: Path, mb: float, workers: int, formats: list[s
             flush=True,
         )
     stage_seconds = sum(s["seconds"] for s in stages.values())
+    cpu_seconds = sum(s["cpu_seconds"] for s in stages.values())
     shutil.rmtree(workdir, ignore_errors=True)
     shutil.rmtree(run_dir / "exports", ignore_errors=True)
     return {
@@ -151,6 +163,8 @@ def bench_one(folder: Path, data: Path, mb: float, workers: int, formats: list[s
         "stages": stages,
         "stage_seconds": round(stage_seconds, 2),
         "wall_seconds": round(wall_total, 2),
+        "cpu_seconds": round(cpu_seconds, 2),
+        "MB/s per CPU second": round(mb / cpu_seconds, 2) if cpu_seconds else None,
         "MB/s (stage seconds)": round(mb / stage_seconds, 2),
         "MB/s (wall)": round(mb / wall_total, 2),
         "peak_rss_mib": max(s["peak_rss_mib"] for s in stages.values()),
@@ -171,17 +185,22 @@ def markdown(results: list[dict]) -> str:
                 f"\n**{size['mb']:.1f} MB, {size['documents']} documents, "
                 f"--workers {run['workers']}** (export: {', '.join(run['export_formats'])})\n"
             )
-            lines.append("| stage | seconds | MB/s | output rows | rows/s | peak RSS (MiB) |")
-            lines.append("| --- | ---: | ---: | ---: | ---: | ---: |")
+            lines.append(
+                "| stage | seconds | MB/s | CPU s | MB per CPU s | output rows | rows/s "
+                "| peak RSS (MiB) |"
+            )
+            lines.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
             for name, s in run["stages"].items():
                 lines.append(
-                    f"| {name} | {s['seconds']:.2f} | {s['MB/s']} | {sum(s['rows'].values()):,} "
+                    f"| {name} | {s['seconds']:.2f} | {s['MB/s']} | {s.get('cpu_seconds', 0):.1f} "
+                    f"| {s.get('MB/s per CPU second')} | {sum(s['rows'].values()):,} "
                     f"| {s['rows/s']:,} | {s['peak_rss_mib']:.0f} |"
                 )
             lines.append(
                 f"| **total** | **{run['stage_seconds']:.1f}** (wall {run['wall_seconds']:.1f}) "
-                f"| **{run['MB/s (stage seconds)']}** (wall {run['MB/s (wall)']}) | | "
-                f"| **{run['peak_rss_mib']:.0f}** |"
+                f"| **{run['MB/s (stage seconds)']}** (wall {run['MB/s (wall)']}) "
+                f"| **{run.get('cpu_seconds', 0):.1f}** | **{run.get('MB/s per CPU second')}** "
+                f"| | | **{run['peak_rss_mib']:.0f}** |"
             )
     return "\n".join(lines)
 

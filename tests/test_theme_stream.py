@@ -183,8 +183,9 @@ def _streamed(
 
 @pytest.mark.parametrize(("seed", "batch", "per_theme"), [(1, 64, 3), (2, 1000, 2), (3, 7, 5)])
 def test_streaming_engine_equals_the_reference(
-    tmp_path: Path, seed: int, batch: int, per_theme: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int, batch: int, per_theme: int
 ) -> None:
+    monkeypatch.setattr(stream, "SPILL_ROWS", 100 * seed)  # spilled in many pieces
     segments_t, codings_t, book = _corpus(seed, 1500)
     options = QuoteOptions(per_theme=per_theme, min_words=15, max_words=30, label="number")
     expected = _reference(segments_t, codings_t, book, options)

@@ -64,6 +64,8 @@ from qualpipe.themes.text import DROPPED, TfidfMatrix, raw_counts
 PROPOSAL_CAP = 50_000
 #: Rows read per batch.
 READ_BATCH = 16_384
+#: Roll-up rows held in memory before they are spilled.
+SPILL_ROWS = 2_000_000
 #: Assignment rows per write.
 WRITE_CHUNK = 65_536
 
@@ -603,7 +605,7 @@ class ThemeEngine:
             part = order[lo:hi]
             self._pending[(kind, int(chunks[lo]))].append({k: v[part] for k, v in columns.items()})
         self._pending_rows += len(segs)
-        if self._pending_rows > 2_000_000:
+        if self._pending_rows > SPILL_ROWS:
             self._flush()
 
     def _flush(self) -> None:
