@@ -45,10 +45,6 @@ except ImportError:  # pragma: no cover - CI installs ray with the test extra
 
 REPO = Path(__file__).resolve().parents[1]
 PIPELINES = sorted((REPO / "pipelines").glob("*.yaml"))
-needs_ray = [
-    pytest.mark.ray,
-    pytest.mark.skipif(not HAVE_RAY, reason="ray is not installed: pip install 'qualpipe[ray]'"),
-]
 
 if HAVE_RAY:
     # the test stages below live in this file, which Ray workers cannot import by name
