@@ -1,7 +1,7 @@
 """The ``ray`` executor: identical results to ``local``, failures, retries, clean-up.
 
-The tests that need Ray are marked ``ray`` and share one local Ray instance per test
-session (started by the ``ray_instance`` fixture through the executor itself); they are
+The tests that need Ray are marked ``ray`` and share one local Ray instance (started by
+the module-scoped ``ray_instance`` fixture through the executor itself); they are
 skipped when ray is not installed (``pip install 'qualpipe[ray]'``).
 """
 
@@ -51,9 +51,10 @@ if HAVE_RAY:
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_instance() -> Iterator[Any]:
-    """One local Ray (2 CPUs) for the whole session, started and stopped by the executor."""
+    """One local Ray (2 CPUs) for this module, started and stopped by the executor (so the
+    rest of the test session does not share the machine with it)."""
     from qualpipe.executors.ray import RayExecutor
 
     if ray.is_initialized():  # pragma: no cover - another fixture started one
