@@ -11,10 +11,13 @@ spans of pass 1 (a few integers per finding) and the set of distinct values.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import pickle
 from array import array
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -164,6 +167,91 @@ def _unpack(packed: array[int], recognisers: list[str], types: list[str]) -> Ite
         yield Span(s, e, types[t], recognisers[r], score / 1000)
 
 
+Detected = list[tuple[DocContext, list[Span]]]
+
+#: the recogniser engine of a pass-1 worker process (built once by ``_init_worker``)
+_worker_engine: Engine | None = None
+
+
+def _init_worker(recognisers: list[Recogniser], options: Mapping[str, Any]) -> None:
+    global _worker_engine
+    _worker_engine = Engine(recognisers, options)
+
+
+def _detect_rows(
+    engine: Engine, rows: list[dict[str, Any]], language: str | None
+) -> tuple[Detected, set[str]]:
+    """Run the recognisers on ``rows``; also return the names seen used as words."""
+    out: Detected = []
+    for row in rows:
+        doc = _doc_context(row, language)
+        out.append((doc, engine.detect(row["text"], doc)))
+    seen = set(engine.lowercase_seen)
+    engine.lowercase_seen.clear()
+    return out, seen
+
+
+def _worker_detect(rows: list[dict[str, Any]], language: str | None) -> tuple[Detected, set[str]]:
+    assert _worker_engine is not None, "worker not initialised"
+    return _detect_rows(_worker_engine, rows, language)
+
+
+def _picklable(*objects: Any) -> bool:
+    try:
+        pickle.dumps(objects)
+    except Exception:  # any failure means: run in this process
+        return False
+    return True
+
+
+def _detect_batches(
+    ctx: StageContext, engine: Engine, options: Mapping[str, Any], workers: int
+) -> Iterator[tuple[list[dict[str, Any]], Detected]]:
+    """Pass 1's recogniser work, batch by batch and in document order.
+
+    With ``workers`` > 1 the batches go to a pool of spawned processes, each with its own
+    engine (recogniser ``setup`` runs once per process); at most ``2 * workers`` batches
+    are in flight and results are taken in submission order, so the output does not
+    depend on ``workers``. The names seen as ordinary words are merged into ``engine``.
+    """
+    language = options["language"]
+    recognisers = engine.recognisers
+    if workers > 1 and not _picklable(recognisers, options):
+        log.warning("anonymise: recognisers cannot be sent to worker processes; using one")
+        workers = 1
+    if workers <= 1:
+        for batch in ctx.batches("documents", BATCH):
+            rows = batch.to_pylist()
+            detected, seen = _detect_rows(engine, rows, language)
+            engine.lowercase_seen |= seen
+            yield rows, detected
+        return
+    mp = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        workers, mp_context=mp, initializer=_init_worker, initargs=(recognisers, options)
+    ) as pool:
+        pending: deque[tuple[list[dict[str, Any]], Future[tuple[Detected, set[str]]]]] = deque()
+        try:
+            # smaller tasks than BATCH, so that the workers finish together
+            for batch in ctx.batches("documents", min(BATCH, 16)):
+                if len(pending) >= 2 * workers:
+                    rows, fut = pending.popleft()
+                    detected, seen = fut.result()
+                    engine.lowercase_seen |= seen
+                    yield rows, detected
+                rows = batch.to_pylist()
+                pending.append((rows, pool.submit(_worker_detect, rows, language)))
+            while pending:
+                rows, fut = pending.popleft()
+                detected, seen = fut.result()
+                engine.lowercase_seen |= seen
+                yield rows, detected
+        except BaseException:
+            for _, fut in pending:
+                fut.cancel()
+            raise
+
+
 def run(ctx: StageContext) -> None:
     params = ctx.params
     options = _options(params)
@@ -190,10 +278,8 @@ def run(ctx: StageContext) -> None:
     cache: list[array[int]] = []
     rec_names: list[str] = []
     type_names: list[str] = []
-    for batch in ctx.batches("documents", BATCH):
-        for row in batch.to_pylist():
-            doc = _doc_context(row, options["language"])
-            spans = engine.detect(row["text"], doc)
+    for rows, detected in _detect_batches(ctx, engine, options, params["workers"]):
+        for row, (doc, spans) in zip(rows, detected, strict=True):
             cache.append(_pack(spans, rec_names, type_names))
             collect_values(row["text"], spans, values)
             for name, value in doc.attributes.items():
@@ -394,6 +480,13 @@ ANONYMISE = StageType(
         Param("years", "bool", True, "mask years and decades on their own (1998, the 1990s)"),
         Param("language", "str", None, "default language of documents without one"),
         Param("review", "bool", True, "write review.html beside the outputs"),
+        Param(
+            "workers",
+            "int",
+            1,
+            "processes for pass 1 (running the recognisers); the output is the same "
+            "whatever the number",
+        ),
         Param(
             "options",
             "dict",
