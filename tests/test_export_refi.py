@@ -559,3 +559,37 @@ def test_exporters_are_registered() -> None:
     assert QDPX.needs == ("documents",) and QDC.needs == ("codebook",)
     exporters = create_manager().registry.components["exporter"]
     assert exporters["qdpx"][0] is QDPX and exporters["qdc"][0] is QDC
+
+
+def test_selection_and_coding_guids_share_the_key_encoding() -> None:
+    from qualpipe.export.refi import _DUMPS, _guid_of_json, object_guid
+
+    key = ('doc "1" ÅÄ\\', 3, 17, "code/ä", "0f-guid")
+    tail = _DUMPS(key)[1:]
+    assert _guid_of_json('["selection", ' + tail) == object_guid("selection", *key)
+    assert _guid_of_json('["coding", ' + tail) == object_guid("coding", *key)
+
+
+def test_coding_rows_take_the_evidence_terms_as_python_would() -> None:
+    from qualpipe.export.refi import _coding_rows
+
+    item = pa.struct([("term", pa.string()), ("start", pa.int64()), ("end", pa.int64())])
+    schema = pa.schema([("coding_id", pa.string()), ("evidence", pa.list_(item))])
+    evidence = [
+        [{"term": "a", "start": 0, "end": 1}, None, {"term": None, "start": 1, "end": 2}],
+        None,
+        [],
+        [{"term": "b", "start": 2, "end": 3}, {"term": "a", "start": 4, "end": 5}],
+    ]
+    chunk = pa.table({"coding_id": ["c1", "c2", "c3", "c4"], "evidence": evidence}, schema)
+    table = pa.concat_tables([chunk, chunk.slice(1)])  # two chunks, one of them sliced
+    expected = [
+        {"coding_id": r["coding_id"], "evidence": [i and i["term"] for i in r["evidence"] or []]}
+        for r in table.to_pylist()
+    ]
+    assert _coding_rows(table) == expected
+    assert expected[0]["evidence"] == ["a", None, None] and expected[1]["evidence"] == []
+    # another evidence type goes through Python, to the same rows
+    plain = pa.table({"coding_id": ["c1"], "evidence": [["t"]]})
+    assert _coding_rows(plain) == [{"coding_id": "c1", "evidence": [None]}]
+    assert _coding_rows(None) == []
