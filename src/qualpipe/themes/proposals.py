@@ -183,6 +183,30 @@ def proposal_description(
     }
 
 
+def code_group_row(
+    number: int,
+    group: Sequence[str],
+    names: Mapping[str, str],
+    threshold: float,
+    figures: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The proposal row of one group of co-occurring codes; ``figures`` holds its
+    counts and prevalence."""
+    members = ", ".join(names.get(c, c) for c in group)
+    return {
+        "theme_id": f"code-group-{number}",
+        "name": " + ".join(names.get(c, c) for c in group[:3]) + (" + …" if len(group) > 3 else ""),
+        "level": "theme",
+        "parent_id": None,
+        "description": (
+            "Machine proposal for researchers to review, not an agreed theme: codes "
+            f"that occur together in segments (Jaccard >= {threshold}): {members}."
+        ),
+        **figures,
+        "proposal": True,
+    }
+
+
 def code_group_rows(
     codes_of: Mapping[str, set[str]],
     segments: Mapping[str, Segment],
@@ -225,21 +249,6 @@ def code_group_rows(
     rows = []
     for i, group in enumerate(found, 1):
         seg_ids = sorted(set().union(*(segments_of[c] for c in group)))
-        members = ", ".join(names.get(c, c) for c in group)
-        rows.append(
-            {
-                "theme_id": f"code-group-{i}",
-                "name": " + ".join(names.get(c, c) for c in group[:3])
-                + (" + …" if len(group) > 3 else ""),
-                "level": "theme",
-                "parent_id": None,
-                "description": (
-                    "Machine proposal for researchers to review, not an agreed theme: codes "
-                    f"that occur together in segments (Jaccard >= {threshold}): {members}."
-                ),
-                **counts(seg_ids, segments),
-                "prevalence": prevalence.json(seg_ids),
-                "proposal": True,
-            }
-        )
+        figures = {**counts(seg_ids, segments), "prevalence": prevalence.json(seg_ids)}
+        rows.append(code_group_row(i, group, names, threshold, figures))
     return rows

@@ -49,7 +49,7 @@ from qualpipe.codebook import Codebook
 from qualpipe.errors import PipelineError
 from qualpipe.store import STAGING
 from qualpipe.themes.cooccurrence import rows_from_counts
-from qualpipe.themes.proposals import Proposal, proposal_description, propose
+from qualpipe.themes.proposals import Proposal, code_group_row, proposal_description, propose
 from qualpipe.themes.quotes import (
     QuoteOptions,
     is_interviewer,
@@ -984,27 +984,10 @@ class ThemeEngine:
             range(len(self.groups)),
             key=lambda g: (-int(self.group_stats.segments[g]), self.groups[g]),
         )
-        rows = []
-        for i, g in enumerate(order, 1):
-            group = self.groups[g]
-            members = ", ".join(names.get(c, c) for c in group)
-            rows.append(
-                {
-                    "theme_id": f"code-group-{i}",
-                    "name": " + ".join(names.get(c, c) for c in group[:3])
-                    + (" + …" if len(group) > 3 else ""),
-                    "level": "theme",
-                    "parent_id": None,
-                    "description": (
-                        "Machine proposal for researchers to review, not an agreed theme: "
-                        f"codes that occur together in segments (Jaccard >= "
-                        f"{self.code_jaccard}): {members}."
-                    ),
-                    **self.group_stats.row(g),
-                    "proposal": True,
-                }
-            )
-        return rows
+        return [
+            code_group_row(i, self.groups[g], names, self.code_jaccard, self.group_stats.row(g))
+            for i, g in enumerate(order, 1)
+        ]
 
 
 def _name_lists(masks: np.ndarray, names: Sequence[str]) -> pa.Array:
