@@ -80,12 +80,25 @@ def _page_args() -> tuple[str, int]:
     return state, page
 
 
-def _filter(items: list[Any], state: str) -> list[Any]:
+def _queue(items: list[Any], state: str, page: int) -> dict[str, Any]:
+    """Template arguments of one page of a review queue: the items of ``page`` among
+    those in ``state`` (open, decided, all), with the totals and the page count."""
     if state == "open":
-        return [i for i in items if i.decision is None]
-    if state == "decided":
-        return [i for i in items if i.decision is not None]
-    return items
+        shown = [i for i in items if i.decision is None]
+    elif state == "decided":
+        shown = [i for i in items if i.decision is not None]
+    else:
+        shown = items
+    pages = max(1, -(-len(shown) // PAGE_SIZE))
+    page = min(page, pages)
+    return {
+        "items": shown[(page - 1) * PAGE_SIZE : page * PAGE_SIZE],
+        "total": len(items),
+        "open": sum(1 for i in items if i.decision is None),
+        "state": state,
+        "page": page,
+        "pages": pages,
+    }
 
 
 def _local_next(value: str | None, default: str) -> str:
@@ -232,9 +245,6 @@ def create_app(session: ReviewSession) -> Flask:
         types = Counter(i.type for i in items)
         if etype:
             items = [i for i in items if i.type == etype]
-        shown = _filter(items, state)
-        pages = max(1, -(-len(shown) // PAGE_SIZE))
-        page = min(page, pages)
         added = [d for d in effective if d.action == "add"]
         documents = [
             (doc_id, doc.get("participant_id") or "")
@@ -244,14 +254,9 @@ def create_app(session: ReviewSession) -> Flask:
             "findings.html",
             documents=documents,
             title="Anonymisation findings",
-            items=shown[(page - 1) * PAGE_SIZE : page * PAGE_SIZE],
-            total=len(items),
-            open=sum(1 for i in items if i.decision is None),
-            state=state,
+            **_queue(items, state, page),
             etype=etype,
             types=sorted(types.items()),
-            page=page,
-            pages=pages,
             added=added,
             available=session.sources.get("findings") is not None,
         )
@@ -296,20 +301,12 @@ def create_app(session: ReviewSession) -> Flask:
                 items.append(item)
         if code:
             items = [i for i in items if i.code.code_id == code]
-        shown = _filter(items, state)
-        pages = max(1, -(-len(shown) // PAGE_SIZE))
-        page = min(page, pages)
         return render(
             "codings.html",
             title="Codings",
-            items=shown[(page - 1) * PAGE_SIZE : page * PAGE_SIZE],
-            total=len(items),
-            open=sum(1 for i in items if i.decision is None),
-            state=state,
+            **_queue(items, state, page),
             code=code,
             codes=list(book.values()),
-            page=page,
-            pages=pages,
             available=session.sources.get("codings") is not None,
         )
 
