@@ -312,7 +312,19 @@ def qdpx_decisions(
     diff = QdpxDiff(documents=len(covered))
     diff.problems = {str(k): int(v) for k, v in result.stats.get("problems", {}).items()}
     text_of = {d["doc_id"]: str(d["text"]) for d in documents}
+
+    def record(action: str, seg: str, code: str, value: dict[str, Any], done: bool) -> None:
+        """Add a coding decision, or count it as already in force (``done``)."""
+        if done:
+            diff.already += 1
+            return
+        ref = {"segment_id": seg, "code": code}
+        diff.decisions.append(
+            Decision("coding", action, ref, value, who=who, memo=memo, source="qdpx")
+        )
+
     for (seg, code), ours in sorted(in_run.items()):
+        previous = in_force.get(("coding", seg, code))
         if (seg, code) in in_project:
             start, end = in_project[(seg, code)]
             text = text_of.get(ours["doc_id"], "")
@@ -320,37 +332,10 @@ def qdpx_decisions(
                 diff.unchanged += 1
                 continue
             # the researcher resized the selection: it becomes their coding of that span
-            previous = in_force.get(("coding", seg, code))
             span = {"start": start, "end": end}
-            if previous is not None and previous.value == span:
-                diff.already += 1
-                continue
-            diff.decisions.append(
-                Decision(
-                    "coding",
-                    "edit",
-                    {"segment_id": seg, "code": code},
-                    span,
-                    who=who,
-                    memo=memo,
-                    source="qdpx",
-                )
-            )
+            record("edit", seg, code, span, previous is not None and previous.value == span)
             continue
-        previous = in_force.get(("coding", seg, code))
-        if previous is not None and previous.action == "reject":
-            diff.already += 1
-            continue
-        diff.decisions.append(
-            Decision(
-                "coding",
-                "reject",
-                {"segment_id": seg, "code": code},
-                who=who,
-                memo=memo,
-                source="qdpx",
-            )
-        )
+        record("reject", seg, code, {}, previous is not None and previous.action == "reject")
     for (seg, code), (start, end) in sorted(in_project.items()):
         if (seg, code) in in_run:
             continue
@@ -358,20 +343,8 @@ def qdpx_decisions(
         value: dict[str, Any] = {}
         if (start, end) != seg_span.get(seg):
             value = {"start": start, "end": end}
-        if previous is not None and previous.action == "add" and previous.value == value:
-            diff.already += 1
-            continue
-        diff.decisions.append(
-            Decision(
-                "coding",
-                "add",
-                {"segment_id": seg, "code": code},
-                value,
-                who=who,
-                memo=memo,
-                source="qdpx",
-            )
-        )
+        added = previous is not None and previous.action == "add" and previous.value == value
+        record("add", seg, code, value, added)
     return diff
 
 
