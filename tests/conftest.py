@@ -26,3 +26,15 @@ def builtin_stage_types() -> str:
 
     types = create_manager().registry.stage_types
     return ", ".join(sorted(n for n, (_, info) in types.items() if info.source == "builtin"))
+
+
+#: A two-turn interview; format with n (participant number) and topic.
+TRANSCRIPT = """\
+Interviewer: How was the support this week?
+
+P{n}: We went to the shop together and talked about {topic}. It helped a lot.
+
+Interviewer: Anything else?
+
+P{n}: She listened to me, I felt seen.
+"""

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from conftest import TRANSCRIPT
 from qualpipe import Output, Param, StageType, hookimpl
 from qualpipe.errors import PipelineError, StageError
 from qualpipe.executors.ray import (
@@ -227,16 +228,6 @@ def test_ray_gives_the_same_rows_and_fingerprints_as_local(pipeline: Path, tmp_p
 
 
 # -- failures ---------------------------------------------------------------------------
-
-TRANSCRIPT = """\
-Interviewer: How was the support this week?
-
-P{n}: We went to the shop together and talked about {topic}. It helped a lot.
-
-Interviewer: Anything else?
-
-P{n}: She listened to me, I felt seen.
-"""
 
 PIPELINE = """\
 qualpipe: 1

@@ -14,21 +14,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import TRANSCRIPT
 from qualpipe import Output, Param, StageType, hookimpl
 from qualpipe.runner import RunOptions, run
 from qualpipe.schemas import SEGMENTS
 from qualpipe.store import open_dataset
 from qualpipe.testing import Project
-
-TRANSCRIPT = """\
-Interviewer: How was the support this week?
-
-P{n}: We went to the shop together and talked about {topic}. It helped a lot.
-
-Interviewer: Anything else?
-
-P{n}: She listened to me, I felt seen.
-"""
 
 PIPELINE = """\
 qualpipe: 1
