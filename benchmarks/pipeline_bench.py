@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,23 +41,43 @@ STAGES = ("ingest", "anonymise", "segment", "codebook", "code", "theme", "export
 TIME = "/usr/bin/time"
 
 
-def pipeline_yaml(data: Path, key: Path, exports: Path, formats: list[str]) -> str:
+def pipeline_yaml(
+    data: Path,
+    key: Path,
+    exports: Path | None = None,
+    formats: Sequence[str] = (),
+    *,
+    name: str = "bench",
+    anonymise: bool = True,
+) -> str:
+    """The settings of pipelines/sidl.yaml on ``data``: up to ``code``, then ``theme``
+    and ``export`` when ``exports`` is given; ``anonymise=False`` segments the ingested
+    documents directly (ray_bench.py uses this for batch-wise stages only)."""
     codebook = REPO / "pipelines" / "codebooks" / "sidl.yaml"
-    return f"""qualpipe: 1
-name: bench
-stages:
-  - id: ingest
-    uses: ingest
-    with: {{paths: {data}, manifest: {data / "participants.csv"}, language: en}}
-  - id: anonymise
+    anon = f"""  - id: anonymise
     uses: anonymise
     with:
       key: {key}
       review: false
       replace: {{PERSON: pseudonym, "*": placeholder}}
       allow: [ICA, Coop, Apoteket]
-  - id: segment
+"""
+    tail = f"""  - id: theme
+    uses: theme
+    with: {{quotes_per_theme: 2, label: role}}
+  - id: export
+    uses: export
+    with: {{formats: [{", ".join(formats)}], out: {exports}}}
+"""
+    return f"""qualpipe: 1
+name: {name}
+stages:
+  - id: ingest
+    uses: ingest
+    with: {{paths: {data}, manifest: {data / "participants.csv"}, language: en}}
+{anon if anonymise else ""}  - id: segment
     uses: segment
+    inputs: [{"anonymise" if anonymise else "ingest"}]
     with: {{strategy: turn, participant_only: true}}
   - id: codebook
     uses: codebook
@@ -67,13 +88,7 @@ stages:
       coders:
         - {{name: rules, negation: false, language: auto}}
         - {{name: semantic, top_k: 2, threshold: 0.05}}
-  - id: theme
-    uses: theme
-    with: {{quotes_per_theme: 2, label: role}}
-  - id: export
-    uses: export
-    with: {{formats: [{", ".join(formats)}], out: {exports}}}
-"""
+{tail if exports is not None else ""}"""
 
 
 def run_stage(

@@ -44,42 +44,15 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import corpus  # noqa: E402
+import pipeline_bench  # noqa: E402
 
 BATCH_STAGES = ("segment", "code")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def pipeline_yaml(data: Path, key: Path, anonymise: bool) -> str:
-    """The settings of pipelines/sidl.yaml (and pipeline_bench.py), up to ``code``."""
-    codebook = REPO / "pipelines" / "codebooks" / "sidl.yaml"
-    anon = f"""  - id: anonymise
-    uses: anonymise
-    with:
-      key: {key}
-      review: false
-      replace: {{PERSON: pseudonym, "*": placeholder}}
-      allow: [ICA, Coop, Apoteket]
-"""
-    return f"""qualpipe: 1
-name: raybench
-stages:
-  - id: ingest
-    uses: ingest
-    with: {{paths: {data}, manifest: {data / "participants.csv"}, language: en}}
-{anon if anonymise else ""}  - id: segment
-    uses: segment
-    inputs: [{"anonymise" if anonymise else "ingest"}]
-    with: {{strategy: turn, participant_only: true}}
-  - id: codebook
-    uses: codebook
-    with: {{path: {codebook}}}
-  - id: code
-    uses: code
-    with:
-      coders:
-        - {{name: rules, negation: false, language: auto}}
-        - {{name: semantic, top_k: 2, threshold: 0.05}}
-"""
+    """The settings of pipelines/sidl.yaml (as pipeline_bench.py), up to ``code``."""
+    return pipeline_bench.pipeline_yaml(data, key, name="raybench", anonymise=anonymise)
 
 
 # -- memory of a process tree -------------------------------------------------------------
