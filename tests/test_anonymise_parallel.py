@@ -107,3 +107,24 @@ def test_a_recogniser_error_in_a_worker_is_reported_as_in_one_process(
     assert result.exit_code != 0
     assert "badge recogniser failed on a document" in result.stderr
     assert "secret text" not in result.stderr
+
+
+def test_workers_default_to_the_runs_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[int] = []
+    detect = anonymise_stage._detect_batches
+
+    def spy(ctx: Any, engine: Any, options: Any, workers: int) -> Any:
+        seen.append(workers)
+        return detect(ctx, engine, options, 1)
+
+    monkeypatch.setattr(anonymise_stage, "_detect_batches", spy)
+    qp = Project(tmp_path / "project")
+    corpus.write_corpus(qp.root / "data", 20_000, seed=3, language="mixed")
+    key = tmp_path / "keys" / "k.json"
+    pipe = qp.pipeline(PIPELINE.format(key=key, workers=1).replace("      workers: 1\n", ""))
+    for args, expected in ((("--workers", "2"), 2), (("--force",), 1)):
+        result = qp.run("run", pipe, *args)
+        assert result.exit_code == 0, result.stderr
+        assert seen.pop() == expected

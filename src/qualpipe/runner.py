@@ -419,6 +419,7 @@ def execute_stage(sr: StageRun) -> dict[str, Any]:
                     workdir=run.store.root,
                     artifacts_dir=writer.dir,
                     decisions=run.decisions_for(stype),
+                    workers=run.executor.processes() if run.executor else 1,
                 )
                 stype.run(ctx)
     except BaseException as exc:

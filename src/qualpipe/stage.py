@@ -237,8 +237,11 @@ class StageContext:
         workdir: Path | None = None,
         artifacts_dir: Path | None = None,
         decisions: Sequence[Decision] = (),
+        workers: int = 1,
     ) -> None:
         self.stage_id = stage_id
+        #: processes the stage may use (the local executor's ``--workers``)
+        self.workers = workers
         #: the effective decisions of the targets the stage type reads
         self.decisions: list[Decision] = list(decisions)
         self.components = components or {}

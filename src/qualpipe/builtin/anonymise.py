@@ -278,7 +278,8 @@ def run(ctx: StageContext) -> None:
     cache: list[array[int]] = []
     rec_names: list[str] = []
     type_names: list[str] = []
-    for rows, detected in _detect_batches(ctx, engine, options, params["workers"]):
+    workers = params["workers"] or ctx.workers
+    for rows, detected in _detect_batches(ctx, engine, options, workers):
         for row, (doc, spans) in zip(rows, detected, strict=True):
             cache.append(_pack(spans, rec_names, type_names))
             collect_values(row["text"], spans, values)
@@ -483,9 +484,9 @@ ANONYMISE = StageType(
         Param(
             "workers",
             "int",
-            1,
-            "processes for pass 1 (running the recognisers); the output is the same "
-            "whatever the number",
+            None,
+            "processes for pass 1 (running the recognisers; default: the run's "
+            "--workers); the output is the same whatever the number",
         ),
         Param(
             "options",

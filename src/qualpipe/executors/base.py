@@ -130,6 +130,10 @@ class Executor(abc.ABC):
         """Settings recorded in stage manifests (not part of the fingerprint)."""
         return {"name": self.name}
 
+    def processes(self) -> int:
+        """Processes a whole-dataset stage may use on this machine (``ctx.workers``)."""
+        return 1
+
     def close(self) -> None:  # noqa: B027 - optional hook for subclasses
         """Release workers and other resources."""
 

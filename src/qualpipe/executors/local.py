@@ -49,6 +49,9 @@ class LocalExecutor(Executor):
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "workers": self.workers}
 
+    def processes(self) -> int:
+        return self.workers
+
     def run_batches(
         self, job: BatchJob, reader: DatasetReader, progress: Callable[[int], None]
     ) -> PartResults:
