@@ -157,19 +157,20 @@ def run(ctx: StageContext) -> None:
         engine.second_pass(
             proposals_on, params["seed"], params["code_jaccard"] if proposals_on else None
         )
-    quotes = engine.quotes(
-        lambda wanted: segment_texts(batches("segments", SEGMENT_COLUMNS), engine.index, wanted)
-    )
-    quotes = review.apply_quotes(quotes, options, lambda: ctx.batches("segments", READ_BATCH))
-    ctx.advance(len(nodes))
-    ctx.write("quotes", pa.Table.from_pylist(quotes, schema=QUOTES.schema))
+        # the segment ids are read back from the spill folder: quotes and proposals in it
+        quotes = engine.quotes(
+            lambda wanted: segment_texts(batches("segments", SEGMENT_COLUMNS), engine.index, wanted)
+        )
+        quotes = review.apply_quotes(quotes, options, lambda: ctx.batches("segments", READ_BATCH))
+        ctx.advance(len(nodes))
+        ctx.write("quotes", pa.Table.from_pylist(quotes, schema=QUOTES.schema))
 
-    proposals: list[dict[str, Any]] = []
-    if proposals_on:
-        found = engine.proposals(params["n_proposals"], params["seed"])
-        proposals = engine.proposal_rows(found, params["seed"])
-        proposals += engine.code_group_rows()
-    ctx.write("proposals", pa.Table.from_pylist(proposals, schema=THEMES.schema))
+        proposals: list[dict[str, Any]] = []
+        if proposals_on:
+            found = engine.proposals(params["n_proposals"], params["seed"])
+            proposals = engine.proposal_rows(found, params["seed"])
+            proposals += engine.code_group_rows()
+        ctx.write("proposals", pa.Table.from_pylist(proposals, schema=THEMES.schema))
 
     with_segments = sum(1 for t in themes if t["segments"])
     ctx.note("themes", len(themes))

@@ -154,17 +154,22 @@ class _Reducer:
             self.masks = masks
 
 
+#: Bits of :attr:`SegmentIndex.flags`.
+INTERVIEWER, BLANK, READABLE, HAS_TERMS = 1, 2, 4, 8
+
+
 @dataclass
 class SegmentIndex:
     """Per-segment facts as arrays (position = the segment's order in the dataset).
 
-    Segment ids are looked up through their 64-bit string hashes (sorted, with the
-    positions they belong to); the ids themselves are kept as Arrow arrays, one per chunk.
+    Memory per segment is a few bytes: a context (the distinct (document, participant,
+    attribute set) it belongs to), a byte of flags, and, until the codings are read, the
+    64-bit string hash of its id with its position (sorted by hash, for the look-up).
+    The ids themselves and the text keys are spilled to ``folder``, one file per chunk.
     """
 
     hashes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    positions: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    id_chunks: list[pa.Array] = field(default_factory=list)
+    positions: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     chunk_starts: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))
     docs: list[str] = field(default_factory=list)
     participants: list[str] = field(default_factory=list)
@@ -174,24 +179,46 @@ class SegmentIndex:
     attrsets: list[dict[str, str]] = field(default_factory=list)
     #: (participant, attribute set) pairs
     pairs: list[tuple[int, int]] = field(default_factory=list)
-    doc: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
-    part: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
-    attrset: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
-    pair: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
-    interviewer: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
-    blank: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
-    words: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
-    textkey: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    n_terms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    #: per segment: its context; per context: document, participant, attribute set, pair
+    ctx: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    ctx_doc: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    ctx_part: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    ctx_attrset: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    ctx_pair: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    #: per segment: INTERVIEWER, BLANK, READABLE (at least min_words words), HAS_TERMS
+    flags: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))
     #: text keys that more than one quote candidate has
     repeated: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    folder: Path | None = None
+    _cached: tuple[int, pa.Array] | None = None
 
     def __len__(self) -> int:
-        return len(self.doc)
+        return len(self.ctx)
 
     @property
     def n_chunks(self) -> int:
-        return len(self.id_chunks)
+        return len(self.chunk_starts) - 1
+
+    def doc(self, segs: np.ndarray) -> np.ndarray:
+        out: np.ndarray = self.ctx_doc[self.ctx[segs]]
+        return out
+
+    def part(self, segs: np.ndarray) -> np.ndarray:
+        out: np.ndarray = self.ctx_part[self.ctx[segs]]
+        return out
+
+    def attrset(self, segs: np.ndarray) -> np.ndarray:
+        out: np.ndarray = self.ctx_attrset[self.ctx[segs]]
+        return out
+
+    def pair(self, segs: np.ndarray) -> np.ndarray:
+        out: np.ndarray = self.ctx_pair[self.ctx[segs]]
+        return out
+
+    def has(self, bit: int, segs: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """Whether each of ``segs`` has the flag ``bit``."""
+        out: np.ndarray = (self.flags[segs] & bit) != 0
+        return out
 
     def lookup(self, ids: Sequence[str | None]) -> np.ndarray:
         """Positions of ``ids`` (-1 where unknown)."""
@@ -201,11 +228,31 @@ class SegmentIndex:
         at = np.searchsorted(self.hashes, h)
         at[at >= len(self.hashes)] = 0
         found = (self.hashes[at] == h) & np.array([i is not None for i in ids], dtype=bool)
-        out: np.ndarray = np.where(found, self.positions[at], -1)
+        out: np.ndarray = np.where(found, self.positions[at], -1).astype(np.int64)
         return out
+
+    def drop_lookup(self) -> None:
+        """Free the id look-up (once the codings are read)."""
+        self.hashes = np.zeros(0, np.int64)
+        self.positions = np.zeros(0, np.int32)
 
     def chunk_of(self, segs: np.ndarray) -> np.ndarray:
         out: np.ndarray = np.searchsorted(self.chunk_starts, segs, side="right") - 1
+        return out
+
+    def chunk_ids(self, n: int) -> pa.Array:
+        """The segment ids of chunk ``n`` (read back from the spill folder)."""
+        if self._cached is None or self._cached[0] != n:
+            assert self.folder is not None
+            with pa.OSFile(str(self.folder / f"ids-{n}.arrow")) as f:
+                ids = pa.ipc.open_file(f).get_batch(0).column(0)
+            self._cached = (n, ids)
+        return self._cached[1]
+
+    def textkeys(self, n: int) -> np.ndarray:
+        """The text keys of chunk ``n`` (0 for interviewer turns and blank segments)."""
+        assert self.folder is not None
+        out: np.ndarray = np.load(self.folder / f"key-{n}.npy")
         return out
 
     def ids(self, segs: Sequence[int] | np.ndarray) -> list[str]:
@@ -218,18 +265,19 @@ class SegmentIndex:
         for n in np.unique(chunks).tolist():
             at = np.flatnonzero(chunks == n)
             local = segs[at] - self.chunk_starts[n]
-            for i, v in zip(at.tolist(), self.id_chunks[n].take(local).to_pylist(), strict=True):
+            for i, v in zip(at.tolist(), self.chunk_ids(n).take(local).to_pylist(), strict=True):
                 out[i] = v
         return out
 
     def segment(self, i: int, text: str = "", speaker: str | None = None) -> Segment:
+        at = np.array([i])
         return Segment(
             segment_id=self.ids([i])[0],
-            doc_id=self.docs[int(self.doc[i])],
+            doc_id=self.docs[int(self.doc(at)[0])],
             text=text,
             speaker=speaker,
-            participant_id=self.participant_ids[int(self.part[i])],
-            attributes=self.attrsets[int(self.attrset[i])],
+            participant_id=self.participant_ids[int(self.part(at)[0])],
+            attributes=self.attrsets[int(self.attrset(at)[0])],
             order=i,
         )
 
@@ -262,9 +310,10 @@ class Stats:
         """Count ``segs[i]`` in ``groups[i]`` (each (group, segment) once over all calls)."""
         ix = self.index
         np.add.at(self.segments, groups, 1)
-        self.docs[groups, ix.doc[segs]] = True
-        self.parts[groups, ix.part[segs]] = True
-        self.pairs[groups, ix.pair[segs]] = True
+        ctx = ix.ctx[segs]
+        self.docs[groups, ix.ctx_doc[ctx]] = True
+        self.parts[groups, ix.ctx_part[ctx]] = True
+        self.pairs[groups, ix.ctx_pair[ctx]] = True
 
     def row(self, g: int) -> dict[str, Any]:
         found = self._count(np.flatnonzero(self.pairs[g]).tolist())
@@ -386,14 +435,19 @@ class ThemeEngine:
     # -- pass 1: segments ----------------------------------------------------------------
     def read_segments(self, batches: Iterable[pa.RecordBatch]) -> None:
         ix = self.index
+        ix.folder = self.spill
         labels = self.options.interviewer_labels
+        min_words = self.options.min_words
         speaker_flag: dict[str | None, bool] = {}
         doc_of: dict[str, int] = {}
         part_of: dict[str, int] = {}
         attr_of: dict[Any, int] = {}
         pair_of: dict[tuple[int, int], int] = {}
+        ctx_of: dict[tuple[Any, ...], int] = {}
+        ctx_cols: list[list[int]] = [[], [], [], []]  # doc, participant, attribute set, pair
         runs: list[np.ndarray] = []  # sorted hashes of the ids of earlier batches
-        arrays: dict[str, list[np.ndarray]] = defaultdict(list)
+        ctx_parts: list[np.ndarray] = []
+        flag_parts: list[np.ndarray] = []
         hashes: list[np.ndarray] = []
         vocab: dict[str, int] = {}
         df: list[int] = []
@@ -408,8 +462,9 @@ class ThemeEngine:
             batch_hashes = np.array([hash(i) for i in cols["segment_id"]], dtype=np.int64)
             repeated = _repeated(batch_hashes, runs)  # a repeated segment id: the first counts
             keep: list[int] = []
-            lists: dict[str, list[int]] = defaultdict(list)
-            flags: dict[str, list[bool]] = defaultdict(list)
+            ctxs: list[int] = []
+            flags: list[int] = []
+            textkeys: list[int] = []
             lengths: list[int] = []
             terms: list[int] = []
             tfs: list[int] = []
@@ -427,42 +482,47 @@ class ThemeEngine:
                 if repeated[row]:
                     continue
                 keep.append(row)
-                i = total + len(keep) - 1
                 text = text or ""
-                d = doc_of.get(doc_id)
-                if d is None:
-                    d = doc_of[doc_id] = len(ix.docs)
-                    ix.docs.append(doc_id)
                 akey = tuple(attr) if attr else ()
-                a = attr_of.get(akey)
-                if a is None:
-                    a = attr_of[akey] = len(ix.attrsets)
-                    ix.attrsets.append(attributes_dict(attr))
                 pid = pid or None
-                who = pid or f"doc:{doc_id}"
-                p = part_of.get(who)
-                if p is None:
-                    p = part_of[who] = len(ix.participants)
-                    ix.participants.append(who)
-                    ix.participant_ids.append(pid)
-                    ix.first_segment.append(
-                        Segment(seg_id, doc_id, "", None, pid, ix.attrsets[a], order=i)
-                    )
-                pair = pair_of.get((p, a))
-                if pair is None:
-                    pair = pair_of[(p, a)] = len(ix.pairs)
-                    ix.pairs.append((p, a))
+                c = ctx_of.get((doc_id, pid, akey))
+                if c is None:
+                    i = total + len(keep) - 1
+                    d = doc_of.get(doc_id)
+                    if d is None:
+                        d = doc_of[doc_id] = len(ix.docs)
+                        ix.docs.append(doc_id)
+                    a = attr_of.get(akey)
+                    if a is None:
+                        a = attr_of[akey] = len(ix.attrsets)
+                        ix.attrsets.append(attributes_dict(attr))
+                    who = pid or f"doc:{doc_id}"
+                    p = part_of.get(who)
+                    if p is None:
+                        p = part_of[who] = len(ix.participants)
+                        ix.participants.append(who)
+                        ix.participant_ids.append(pid)
+                        ix.first_segment.append(
+                            Segment(seg_id, doc_id, "", None, pid, ix.attrsets[a], order=i)
+                        )
+                    pair = pair_of.get((p, a))
+                    if pair is None:
+                        pair = pair_of[(p, a)] = len(ix.pairs)
+                        ix.pairs.append((p, a))
+                    c = ctx_of[(doc_id, pid, akey)] = len(ctx_cols[0])
+                    for col, v in zip(ctx_cols, (d, p, a, pair), strict=True):
+                        col.append(v)
+                ctxs.append(c)
                 flag = speaker_flag.get(speaker)
                 if flag is None:
                     flag = speaker_flag[speaker] = is_interviewer(speaker, labels)
-                lists["doc"].append(d)
-                lists["part"].append(p)
-                lists["attrset"].append(a)
-                lists["pair"].append(pair)
-                flags["interviewer"].append(flag)
-                flags["blank"].append(not text.strip())
-                lists["words"].append(len(text.split()))
-                lists["textkey"].append(hash(" ".join(text.casefold().split())))
+                split = text.split()
+                bits = (INTERVIEWER if flag else 0) | (READABLE if len(split) >= min_words else 0)
+                if not split:
+                    bits |= BLANK
+                textkeys.append(
+                    0 if bits & (INTERVIEWER | BLANK) else hash(" ".join(text.casefold().split()))
+                )
                 before = len(terms)
                 for word, n in raw_counts(text).items():
                     if len(word) < 2 or word in DROPPED:
@@ -475,40 +535,43 @@ class ThemeEngine:
                     terms.append(t)
                     tfs.append(n)
                 lengths.append(len(terms) - before)
+                flags.append(bits | HAS_TERMS if len(terms) > before else bits)
             if not keep:
                 continue
-            n = len(ix.id_chunks)
+            n = len(starts) - 1
             np.save(self.spill / f"len-{n}.npy", np.array(lengths, dtype=np.int32))
             np.save(self.spill / f"term-{n}.npy", np.array(terms, dtype=np.int32))
             np.save(self.spill / f"tf-{n}.npy", np.array(tfs, dtype=np.int32))
+            np.save(self.spill / f"key-{n}.npy", np.array(textkeys, dtype=np.int64))
             ids = _column(batch, "segment_id")
-            ix.id_chunks.append(ids if len(keep) == len(ids) else ids.take(keep))
+            ids = ids if len(keep) == len(ids) else ids.take(keep)
+            table = pa.table({"segment_id": ids})
+            with pa.ipc.new_file(str(self.spill / f"ids-{n}.arrow"), table.schema) as out:
+                out.write_table(table)
             total += len(keep)
             starts.append(total)
             hashes.append(batch_hashes[~repeated])
             runs.append(np.sort(hashes[-1]))
             if len(runs) > 16:
                 runs = [np.sort(np.concatenate(runs))]
-            for name, values in lists.items():
-                arrays[name].append(
-                    np.array(values, dtype=np.int64 if name == "textkey" else np.int32)
-                )
-            for name, bools in flags.items():
-                arrays[name].append(np.array(bools, dtype=bool))
-            arrays["n_terms"].append(np.array(lengths, dtype=np.int32))
+            ctx_parts.append(np.array(ctxs, dtype=np.int32))
+            flag_parts.append(np.array(flags, dtype=np.uint8))
         runs.clear()
-        for name in ("doc", "part", "attrset", "pair", "interviewer", "blank", "words",
-                     "textkey", "n_terms"):  # fmt: skip
-            if arrays[name]:
-                setattr(ix, name, np.concatenate(arrays[name]))
+        ix.chunk_starts = np.array(starts, dtype=np.int64)
+        ix.ctx = np.concatenate(ctx_parts) if ctx_parts else np.zeros(0, np.int32)
+        ix.flags = np.concatenate(flag_parts) if flag_parts else np.zeros(0, np.uint8)
+        del ctx_parts, flag_parts
+        ix.ctx_doc, ix.ctx_part, ix.ctx_attrset, ix.ctx_pair = (
+            np.array(col, dtype=np.int32) for col in ctx_cols
+        )
         all_hashes = np.concatenate(hashes) if hashes else np.zeros(0, np.int64)
+        hashes.clear()
         order = np.argsort(all_hashes, kind="stable")
         ix.hashes = all_hashes[order]
-        ix.positions = order.astype(np.int64)
-        ix.chunk_starts = np.array(starts, dtype=np.int64)
-        keys = ix.textkey[~ix.interviewer & ~ix.blank]
-        distinct, times = np.unique(keys, return_counts=True)
-        ix.repeated = distinct[times > 1]
+        del all_hashes
+        ix.positions = order.astype(np.int32)
+        del order
+        ix.repeated = self._repeated_keys()
         # TF-IDF over the vocabulary in sorted order, as TfidfMatrix.fit builds it.
         self.vocab_sorted = sorted(vocab)
         position = {w: i for i, w in enumerate(self.vocab_sorted)}
@@ -518,6 +581,20 @@ class ThemeEngine:
             [np.log((1 + n) / (1 + df[vocab[w]])) + 1 for w in self.vocab_sorted],
             dtype=np.float64,
         )
+
+    def _repeated_keys(self) -> np.ndarray:
+        """The text keys that more than one quote candidate has (sorted)."""
+        ix = self.index
+        parts = [np.zeros(0, np.int64)]
+        for n in range(ix.n_chunks):
+            lo, hi = int(ix.chunk_starts[n]), int(ix.chunk_starts[n + 1])
+            parts.append(ix.textkeys(n)[~ix.has(INTERVIEWER | BLANK, slice(lo, hi))])
+        keys = np.concatenate(parts)
+        del parts
+        keys.sort()
+        again = keys[1:][keys[1:] == keys[:-1]]
+        out: np.ndarray = np.unique(again)
+        return out
 
     def _rows(self, n: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
         """(first segment, indptr, indices, data) of chunk ``n``: unit TF-IDF rows."""
@@ -592,6 +669,7 @@ class ThemeEngine:
                 },
             )
         self._flush()
+        self.index.drop_lookup()
         self.skipped = Counter({k: v for k, v in self.skipped.items() if v})
 
     def _add(self, kind: str, segs: np.ndarray, columns: dict[str, np.ndarray]) -> None:
@@ -679,10 +757,10 @@ class ThemeEngine:
             self.n_assignments += len(segs)
             self.theme_stats.add(node, segs)
             self.pairs[("code", "segment")].update(_pair_counts(c.s_codes, self.codes))
-            np.bitwise_or.at(part_codes, ix.part[c.s_seg], c.s_codes)
+            np.bitwise_or.at(part_codes, ix.part(c.s_seg), c.s_codes)
             theme_segs, theme_masks = _or_by(segs, _set_bits(node, self.node_words))
             self.pairs[("theme", "segment")].update(_pair_counts(theme_masks, self.node_ids))
-            np.bitwise_or.at(part_themes, ix.part[theme_segs], theme_masks)
+            np.bitwise_or.at(part_themes, ix.part(theme_segs), theme_masks)
             if centroids and len(segs):
                 first, indptr, indices, data = self._rows(n)
                 pos, owner = _expand(indptr, segs - first)
@@ -693,8 +771,8 @@ class ThemeEngine:
                 scores = c.a_score[lo:hi]
                 yield pa.table(
                     {
-                        "segment_id": ix.id_chunks[n].take(part - ix.chunk_starts[n]),
-                        "doc_id": doc_names.take(ix.doc[part]),
+                        "segment_id": ix.chunk_ids(n).take(part - ix.chunk_starts[n]),
+                        "doc_id": doc_names.take(ix.doc(part)),
                         "theme_id": node_names.take(node[lo:hi]),
                         "score": pa.array(scores, pa.float64(), mask=np.isnan(scores)),
                         "code_ids": _name_lists(c.a_codes[lo:hi], self.codes),
@@ -744,7 +822,7 @@ class ThemeEngine:
         set_role = np.array([role_idx[r] for r in role_of_set] or [0], dtype=np.int64)
         self._pool = {k: np.zeros(0, dtype=np.int64 if k != "score" else np.float64)
                       for k in ("node", "cls", "role", "part", "score", "seg")}  # fmt: skip
-        eligible = ~ix.interviewer & (ix.n_terms > 0)
+        eligible = (ix.flags & (INTERVIEWER | HAS_TERMS)) == HAS_TERMS
         self.sample_total = int(np.count_nonzero(eligible)) if want_sample else 0
         sampling = self.sample_total > PROPOSAL_CAP
         self.sample = {}
@@ -769,7 +847,7 @@ class ThemeEngine:
                 continue
             start, indptr, indices, data = self._rows(n)
             if want_sample:
-                chunk_ids = ix.id_chunks[n].to_pylist() if sampling else []
+                chunk_ids = ix.chunk_ids(n).to_pylist() if sampling else []
                 for s in np.flatnonzero(eligible[lo_seg:hi_seg]).tolist():
                     seg = start + s
                     self.sample[seg] = (
@@ -784,21 +862,22 @@ class ThemeEngine:
                 continue
             segs_all = c.a_key // n_nodes
             node_all = c.a_key % n_nodes
-            cand = np.flatnonzero(~ix.interviewer[segs_all] & ~ix.blank[segs_all])
+            cand = np.flatnonzero(~ix.has(INTERVIEWER | BLANK, segs_all))
             if not len(cand):
                 continue
             # The same words twice in a theme (a repeated answer): only the first counts.
-            keys = ix.textkey[segs_all[cand]]
+            textkey = ix.textkeys(n)[segs_all - lo_seg]
+            keys = textkey[cand]
             order = cand[np.lexsort((segs_all[cand], keys, node_all[cand]))]
-            pairs = np.stack([node_all[order], ix.textkey[segs_all[order]]], axis=1)
+            pairs = np.stack([node_all[order], textkey[order]], axis=1)
             new = np.r_[True, np.any(pairs[1:] != pairs[:-1], axis=1)]
             sel = np.sort(order[new])
-            again = np.isin(ix.textkey[segs_all[sel]], ix.repeated)
+            again = np.isin(textkey[sel], ix.repeated)
             if again.any():
                 drop = np.zeros(len(sel), dtype=bool)
                 for i in np.flatnonzero(again).tolist():
                     j = int(node_all[sel[i]])
-                    key = int(ix.textkey[segs_all[sel[i]]])
+                    key = int(textkey[sel[i]])
                     if key in seen[j]:
                         drop[i] = True
                     seen[j].add(key)
@@ -808,11 +887,11 @@ class ThemeEngine:
             prod = data[pos] * self.centre[node_all[sel][owner], indices[pos]]
             raw = np.bincount(owner, weights=prod, minlength=len(sel))
             scores = np.array([round(x, 6) for x in raw.tolist()], dtype=np.float64)
-            readable = ix.words[segs] >= self.options.min_words
+            readable = ix.has(READABLE, segs)
             base = {
                 "node": node_all[sel],
-                "role": set_role[ix.attrset[segs]],
-                "part": ix.part[segs].astype(np.int64),
+                "role": set_role[ix.attrset(segs)],
+                "part": ix.part(segs).astype(np.int64),
                 "score": scores,
                 "seg": segs,
             }
