@@ -357,6 +357,30 @@ def test_hook_qualpipe_register_recognisers_adds_a_recogniser(
     assert unknown.exit_code == 2 and "unknown recogniser(s) nope" in unknown.stderr
 
 
+def test_key_file_is_written_entry_by_entry_in_the_indented_layout(tmp_path: Path) -> None:
+    from qualpipe.anonymise.keyfile import KeyStore
+
+    key = KeyStore(tmp_path / "k.json")
+    tricky = ['Anna "A" Berg', "back\\slash", "Åsa\n\tÖ", "’", '", "', "x" * 300]
+    for i, value in enumerate(tricky * 3):
+        key.put(("PERSON", "PLACE", "_PERSON_TOKEN")[i % 3], value, f"[Name {i}]")
+        key.next_number("Name")
+    key.save()
+    data = json.loads(key.path.read_text(encoding="utf-8"))
+    # the same bytes json.dumps(indent=1) gives for the whole key (its format since 0.1)
+    assert key.path.read_text(encoding="utf-8") == json.dumps(data, ensure_ascii=False, indent=1)
+    assert KeyStore.load(key.path).entries == key.entries
+    assert [e["value"] for e in data["entries"]] == [v for (_, v) in sorted(key.entries)]
+    empty = KeyStore(tmp_path / "e.json")
+    empty.save()
+    assert json.loads(empty.path.read_text(encoding="utf-8"))["entries"] == []
+    # more entries than one written chunk
+    for i in range(9000):
+        empty.put("PLACE", f"place {i}", f"[Place {i}]")
+    empty.save()
+    assert len(json.loads(empty.path.read_text(encoding="utf-8"))["entries"]) == 9000
+
+
 def test_a_pseudonym_never_contains_a_real_name(tmp_path: Path) -> None:
     from qualpipe.anonymise.keyfile import KeyStore
     from qualpipe.anonymise.replace import Replacer

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -75,26 +76,46 @@ class KeyStore:
     def replacements(self) -> set[str]:
         return set(self.entries.values())
 
-    def save(self) -> None:
-        data: dict[str, Any] = {
+    def _json_chunks(self, per_chunk: int = 4096) -> Iterator[bytes]:
+        """The key as indented JSON, written entry by entry: a key of a million entries
+        is never built as one list of dicts and one string in memory."""
+        head: dict[str, Any] = {
             "format": FORMAT,
             "warning": "Links pseudonyms to real identities. Keep it apart from the data; "
             "never commit, share or export it.",
             "salt": self.salt,
             "counters": dict(sorted(self.counters.items())),
-            "entries": [
-                {"type": t, "value": v, "replacement": r}
-                for (t, v), r in sorted(self.entries.items())
-            ],
+            "entries": [],
         }
-        payload = json.dumps(data, ensure_ascii=False, indent=1).encode("utf-8")
+        text = json.dumps(head, ensure_ascii=False, indent=1)
+        assert text.endswith('"entries": []\n}')
+        if not self.entries:
+            yield text.encode("utf-8")
+            return
+        yield text[: -len("]\n}")].encode("utf-8")
+        lines: list[str] = []
+        for i, ((t, v), r) in enumerate(sorted(self.entries.items())):
+            # the layout json.dumps(indent=1) gives a dict two levels down
+            fields = ",\n   ".join(
+                f'"{name}": {json.dumps(x, ensure_ascii=False)}'
+                for name, x in (("type", t), ("value", v), ("replacement", r))
+            )
+            lines.append(f"{',' if i else ''}\n  {{\n   {fields}\n  }}")
+            if len(lines) >= per_chunk:
+                yield "".join(lines).encode("utf-8")
+                lines.clear()
+        lines.append("\n ]\n}")
+        yield "".join(lines).encode("utf-8")
+
+    def save(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
                 with os.fdopen(fd, "wb") as fh:
-                    fh.write(payload)
+                    for chunk in self._json_chunks():
+                        fh.write(chunk)
                     fh.flush()
                     os.fsync(fh.fileno())
                 tmp.replace(self.path)

@@ -14,12 +14,13 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
+import tempfile
 from array import array
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pyarrow as pa
 import structlog
@@ -167,6 +168,41 @@ def _unpack(packed: array[int], recognisers: list[str], types: list[str]) -> Ite
         yield Span(s, e, types[t], recognisers[r], score / 1000)
 
 
+class _SpanSpill:
+    """Packed spans of each document, written in pass 1 and read back in order in pass 2.
+
+    An anonymous temporary file (in the run store's staging folder when there is one):
+    it has no name, so nothing is left behind even when the run is killed.
+    """
+
+    def __init__(self, workdir: Path | None) -> None:
+        from qualpipe.store import STAGING
+
+        folder = workdir / STAGING if workdir is not None else None
+        # open across both passes; run() closes it in its finally clause
+        self._file: IO[bytes] = tempfile.TemporaryFile(  # noqa: SIM115
+            prefix="anonymise-spans-", dir=folder if folder and folder.is_dir() else None
+        )
+
+    def append(self, packed: array[int]) -> None:
+        self._file.write(array("i", [len(packed)]).tobytes())
+        self._file.write(packed.tobytes())
+
+    def rewind(self) -> None:
+        self._file.flush()
+        self._file.seek(0)
+
+    def next(self) -> array[int]:
+        head = array("i")
+        head.frombytes(self._file.read(head.itemsize))
+        packed = array("i")
+        packed.frombytes(self._file.read(head[0] * packed.itemsize))
+        return packed
+
+    def close(self) -> None:
+        self._file.close()
+
+
 Detected = list[tuple[DocContext, list[Span]]]
 
 #: the recogniser engine of a pass-1 worker process (built once by ``_init_worker``)
@@ -275,7 +311,9 @@ def run(ctx: StageContext) -> None:
     values: dict[str, str] = dict(key.originals())
     for value, etype in options["deny_values"]:
         values.setdefault(value, etype)
-    cache: list[array[int]] = []
+    # pass 1's spans wait on disk for pass 2 (offsets and types only, never text), so
+    # memory does not grow with the corpus
+    cache = _SpanSpill(ctx.workdir)
     rec_names: list[str] = []
     type_names: list[str] = []
     workers = params["workers"] or ctx.workers
@@ -289,6 +327,7 @@ def run(ctx: StageContext) -> None:
             for speaker in doc.speakers:
                 if not _is_role(speaker):
                     values.setdefault(speaker, "PERSON")
+    cache.rewind()
     allow = {a.lower() for a in engine.allow}
     for value, etype in list(values.items()):
         if etype == "PERSON":
@@ -317,8 +356,7 @@ def run(ctx: StageContext) -> None:
             for row in batch.to_pylist():
                 text = row["text"]
                 doc = _doc_context(row, options["language"])
-                found = list(_unpack(cache[index], rec_names, type_names))
-                cache[index] = array("i")
+                found = list(_unpack(cache.next(), rec_names, type_names))
                 index += 1
                 spans = merge(found + propagator.find(text), engine.priorities)
                 spans = [s for s in spans if text[s.start : s.end].strip()]
@@ -349,6 +387,7 @@ def run(ctx: StageContext) -> None:
             if findings:
                 ctx.write("findings", pa.Table.from_pylist(findings, schema=FINDINGS.schema))
     finally:
+        cache.close()
         if review is not None:
             review.close()
     key.save()
