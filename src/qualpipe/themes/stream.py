@@ -62,10 +62,14 @@ from qualpipe.themes.text import DROPPED, TfidfMatrix, raw_counts
 
 #: Most participant segments clustered for inductive proposals (a seeded sample above).
 PROPOSAL_CAP = 50_000
+#: The proposal sample is cut back to PROPOSAL_CAP when it has this many times more.
+SAMPLE_SLACK = 1.25
 #: Rows read per batch.
 READ_BATCH = 16_384
 #: Roll-up rows held in memory before they are spilled.
-SPILL_ROWS = 2_000_000
+SPILL_ROWS = 500_000
+#: Segment-term entries handled at once when scoring and adding up centroids.
+BLOCK_ENTRIES = 262_144
 #: Assignment rows per write.
 WRITE_CHUNK = 65_536
 
@@ -372,6 +376,16 @@ def _expand(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarra
     reps = ends - starts
     pos = np.repeat(starts - np.r_[0, np.cumsum(reps)[:-1]], reps) + np.arange(reps.sum())
     return pos, np.repeat(np.arange(len(rows)), reps)
+
+
+def _blocks(indptr: np.ndarray, rows: np.ndarray) -> Iterator[tuple[int, int]]:
+    """Consecutive ranges of ``rows`` of about :data:`BLOCK_ENTRIES` CSR entries each."""
+    if not len(rows):
+        return
+    before = np.cumsum(indptr[rows + 1] - indptr[rows]) - (indptr[rows + 1] - indptr[rows])
+    block = before // BLOCK_ENTRIES
+    starts = np.flatnonzero(np.r_[True, block[1:] != block[:-1]]).tolist()
+    yield from zip(starts, [*starts[1:], len(rows)], strict=True)
 
 
 @dataclass
@@ -763,8 +777,9 @@ class ThemeEngine:
             np.bitwise_or.at(part_themes, ix.part(theme_segs), theme_masks)
             if centroids and len(segs):
                 first, indptr, indices, data = self._rows(n)
-                pos, owner = _expand(indptr, segs - first)
-                np.add.at(self.centre, (node[owner], indices[pos]), data[pos])
+                for lo, hi in _blocks(indptr, segs - first):
+                    pos, owner = _expand(indptr, segs[lo:hi] - first)
+                    np.add.at(self.centre, (node[lo:hi][owner], indices[pos]), data[pos])
             for lo in range(0, len(segs), WRITE_CHUNK):
                 hi = lo + WRITE_CHUNK
                 part = segs[lo:hi]
@@ -827,6 +842,7 @@ class ThemeEngine:
         sampling = self.sample_total > PROPOSAL_CAP
         self.sample = {}
         self._sample_keys: dict[int, int] = {}
+        self._limit = 2**64  # sample keys are 64-bit: every one is below at first
         self.groups = self._code_groups(code_jaccard) if code_jaccard is not None else []
         self.group_stats = Stats(ix, len(self.groups))
         group_masks = [
@@ -842,22 +858,29 @@ class ThemeEngine:
                 hit = c.s_seg[np.any(c.s_codes & mask, axis=1)]
                 self.group_stats.add(np.full(len(hit), g), hit)
             lo_seg, hi_seg = int(ix.chunk_starts[n]), int(ix.chunk_starts[n + 1])
-            wants_rows = (want_sample and eligible[lo_seg:hi_seg].any()) or (per and len(c.a_key))
-            if not wants_rows:
+            picked: list[int] = []
+            if want_sample:
+                picked = np.flatnonzero(eligible[lo_seg:hi_seg]).tolist()
+                if sampling:
+                    ids = ix.chunk_ids(n).take(np.array(picked, dtype=np.int64)).to_pylist()
+                    # only keys up to the PROPOSAL_CAP-th smallest so far can still be in
+                    keyed = [
+                        (s, k)
+                        for s, k in zip(picked, (_sample_key(i, seed) for i in ids), strict=True)
+                        if k <= self._limit
+                    ]
+                    picked = [s for s, _ in keyed]
+                    self._sample_keys.update((lo_seg + s, k) for s, k in keyed)
+            if not picked and not (per and len(c.a_key)):
                 continue
             start, indptr, indices, data = self._rows(n)
-            if want_sample:
-                chunk_ids = ix.chunk_ids(n).to_pylist() if sampling else []
-                for s in np.flatnonzero(eligible[lo_seg:hi_seg]).tolist():
-                    seg = start + s
-                    self.sample[seg] = (
-                        indices[indptr[s] : indptr[s + 1]].copy(),
-                        data[indptr[s] : indptr[s + 1]].copy(),
-                    )
-                    if sampling:
-                        self._sample_keys[seg] = _sample_key(chunk_ids[s], seed)
-                if sampling and len(self.sample) > 2 * PROPOSAL_CAP:
-                    self._prune_sample()
+            for s in picked:
+                self.sample[start + s] = (
+                    indices[indptr[s] : indptr[s + 1]].copy(),
+                    data[indptr[s] : indptr[s + 1]].copy(),
+                )
+            if sampling and len(self.sample) > SAMPLE_SLACK * PROPOSAL_CAP:
+                self._prune_sample()
             if not per or not len(c.a_key):
                 continue
             segs_all = c.a_key // n_nodes
@@ -883,9 +906,12 @@ class ThemeEngine:
                     seen[j].add(key)
                 sel = sel[~drop]
             segs = segs_all[sel]
-            pos, owner = _expand(indptr, segs - start)
-            prod = data[pos] * self.centre[node_all[sel][owner], indices[pos]]
-            raw = np.bincount(owner, weights=prod, minlength=len(sel))
+            node_sel = node_all[sel]
+            raw = np.zeros(len(sel), dtype=np.float64)
+            for lo, hi in _blocks(indptr, segs - start):
+                pos, owner = _expand(indptr, segs[lo:hi] - start)
+                prod = data[pos] * self.centre[node_sel[lo:hi][owner], indices[pos]]
+                raw[lo:hi] = np.bincount(owner, weights=prod, minlength=hi - lo)
             scores = np.array([round(x, 6) for x in raw.tolist()], dtype=np.float64)
             readable = ix.has(READABLE, segs)
             base = {
@@ -932,6 +958,8 @@ class ThemeEngine:
         keep = sorted(self.sample, key=lambda s: (self._sample_keys[s], s))[:PROPOSAL_CAP]
         self.sample = {s: self.sample[s] for s in sorted(keep)}
         self._sample_keys = {s: self._sample_keys[s] for s in keep}
+        if len(keep) == PROPOSAL_CAP:
+            self._limit = self._sample_keys[keep[-1]]
 
     def _prune_pool(self, per: int) -> None:
         p = self._pool
