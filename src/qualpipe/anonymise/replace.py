@@ -154,9 +154,11 @@ class Replacer:
             candidate = pool[(start + i) % len(pool)]
             folded = casefold_same_length(candidate)
             # neither the pseudonym nor any part of it ("Eva" in "Eva-Lena") may be a
-            # real value of the corpus: the output would then show a real name
+            # real value of the corpus, not even in the genitive the text may add
+            # ("Kalles" -> "Roberts" when Roberts is a real surname): the output would
+            # then show a real name
             parts = folded.replace("-", " ").split()
-            if folded not in self.taken and not any(p in self.taken for p in parts):
+            if not any(p in self.taken or p + "s" in self.taken for p in (folded, *parts)):
                 self.taken.add(folded)
                 return candidate
         return ""
