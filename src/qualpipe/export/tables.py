@@ -11,10 +11,17 @@ names are added next to theme and code ids.
 ``csv`` writes ``csv/<dataset>.csv`` for every available dataset: UTF-8 with a byte
 order mark (so Excel shows å, ä, ö), lists, maps and structs as JSON, booleans as
 ``true``/``false``, nulls as empty fields. Text is written as it is (no formula
-escaping), so pandas, R and DuckDB read back exactly the data.
+escaping), so pandas, R and DuckDB read back exactly the data. Arrow kernels write a
+batch at a time (:func:`csv_rows`), byte for byte what ``csv.writer`` writes for the
+values of :func:`csv_value`; a column of a type they cannot write exactly (a map with a
+key twice, a timestamp) goes through :func:`csv_column`.
 
 ``parquet`` writes ``parquet/<dataset>.parquet``: the dataset as it is, one file, with
-its schema and the ``qualpipe.kind`` metadata.
+its schema and the ``qualpipe.kind`` metadata, in row groups of ``ROW_GROUP_BYTES`` at
+most (part files merged, large ones cut).
+
+Both stream: memory is bounded by a batch (:data:`BATCH_BYTES`) or a row group, not by
+the size of the dataset.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ import pyarrow.parquet as pq
 
 from qualpipe.errors import QualpipeError
 from qualpipe.exporters import ExportBundle, Exporter
-from qualpipe.store import DatasetReader
+from qualpipe.store import ROW_GROUP_BYTES, DatasetReader
 
 #: Datasets in the order their sheets and files appear; others follow by name.
 ORDER = (
@@ -154,14 +161,174 @@ def export_csv(bundle: ExportBundle) -> Sequence[Path]:
             continue
         path = folder / f"{name}.csv"
         with path.open("w", encoding="utf-8-sig", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(schema.names)
+            csv.writer(fh).writerow(schema.names)
+            fh.flush()
+            out = fh.buffer  # the rows as bytes, after the BOM and the header
             types = [f.type for f in schema]
             for batch in _batches(reader):
-                columns = [csv_column(batch.column(i).to_pylist(), t) for i, t in enumerate(types)]
-                writer.writerows(zip(*columns, strict=True))
+                if batch.num_rows:
+                    out.write(csv_rows(batch, types))
         paths.append(path)
     return paths
+
+
+def csv_rows(batch: pa.RecordBatch, types: Sequence[pa.DataType]) -> pa.Buffer:
+    """The CSV lines of ``batch`` as UTF-8, byte for byte what ``csv.writer`` writes for
+    the rows of :func:`csv_value` (minimal quoting, CRLF line ends), made by Arrow kernels
+    for a whole column at a time; a column of a type they cannot write exactly goes
+    through :func:`csv_column`."""
+    cells: list[pa.Array] = []
+    for i, field_type in enumerate(types):
+        column = batch.column(i)
+        try:
+            text = _csv_cells(column, field_type)
+        except _NotVectorised:
+            values = csv_column(column.to_pylist(), field_type)
+            text = _quoted(pa.array(values, pa.large_string()))
+        if len(types) == 1:  # csv.writer quotes a lone empty field: a row, not a blank line
+            text = pc.if_else(pc.equal(text, ""), pa.scalar('""', pa.large_string()), text)
+        cells.append(text)
+    joined = cells[0] if len(cells) == 1 else _cat(*cells, ",")
+    return _data_bytes(_cat(joined, "\r\n", ""))
+
+
+def _data_bytes(array: pa.Array) -> pa.Buffer:
+    """The characters of a large string array without nulls, all of them joined."""
+    first, last = array.offset, array.offset + len(array)
+    offsets = array.buffers()[1]
+    start, end = (int.from_bytes(offsets[8 * i : 8 * i + 8], "little") for i in (first, last))
+    return array.buffers()[2].slice(start, end - start)
+
+
+def _cat(*parts: pa.Array | str) -> pa.Array:
+    """Large strings joined element-wise; the last part is the separator."""
+    return pc.binary_join_element_wise(
+        *(pa.scalar(p, pa.large_string()) if isinstance(p, str) else p for p in parts)
+    )
+
+
+class _NotVectorised(Exception):
+    """A column :func:`_csv_cells` cannot write exactly as ``csv_value`` does."""
+
+
+_NEEDS_QUOTES = '[,"\r\n]'
+
+
+def _csv_cells(column: pa.Array, field_type: pa.DataType) -> pa.Array:
+    """:func:`csv_value` of every value of ``column``, quoted as ``csv.writer`` quotes."""
+    if pa.types.is_string(field_type) or pa.types.is_large_string(field_type):
+        text = column.cast(pa.large_string())
+    elif pa.types.is_integer(field_type):
+        return column.cast(pa.large_string()).fill_null("")  # digits and '-' need no quotes
+    elif pa.types.is_boolean(field_type):
+        return pc.if_else(column, "true", "false").cast(pa.large_string()).fill_null("")
+    elif pa.types.is_floating(field_type):
+        values = [None if v is None or v != v else repr(v) for v in column.to_pylist()]
+        text = pa.array(values, pa.large_string())  # Python's shortest repr, as str()
+    elif pa.types.is_map(field_type) or pa.types.is_nested(field_type):
+        text = _json_text(column, field_type, top=True)
+    else:
+        raise _NotVectorised
+    return _quoted(text.fill_null(""))
+
+
+def _quoted(text: pa.Array) -> pa.Array:
+    """Fields quoted where ``csv.writer`` (minimal quoting) quotes them."""
+    needs = pc.match_substring_regex(text, _NEEDS_QUOTES)
+    if not pc.any(needs).as_py():
+        return text
+    return pc.if_else(needs, _cat('"', pc.replace_substring(text, '"', '""'), '"', ""), text)
+
+
+#: What ``json.dumps(ensure_ascii=False)`` writes for the characters it escapes.
+_JSON_ESCAPES = {"\\": "\\\\", '"': '\\"', "\b": "\\b", "\f": "\\f", "\n": "\\n",
+                 "\r": "\\r", "\t": "\\t"}  # fmt: skip
+for _code in range(0x20):
+    _JSON_ESCAPES.setdefault(chr(_code), f"\\u{_code:04x}")
+
+
+def _json_string(column: pa.Array) -> pa.Array:
+    """JSON string literals of a string array (nulls stay null)."""
+    text = column.cast(pa.large_string())
+    if pc.any(pc.match_substring_regex(text, '[\\x00-\\x1f"\\\\]')).as_py():
+        for char, escaped in _JSON_ESCAPES.items():  # the backslash first
+            if pc.any(pc.match_substring(text, char)).as_py():
+                text = pc.replace_substring(text, char, escaped)
+    return _cat('"', text, '"', "")
+
+
+def _json_text(column: pa.Array, field_type: pa.DataType, top: bool = False) -> pa.Array:
+    """``json.dumps(value, ensure_ascii=False)`` of every value of a column, as Python's
+    encoder writes the ``to_pylist`` values (``csv_value``), null where the value is null.
+
+    Strings, integers, booleans, floats (through Python), lists, structs and, at the top
+    only, maps of string keys; anything else raises :class:`_NotVectorised`."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if pa.types.is_string(field_type) or pa.types.is_large_string(field_type):
+        return _json_string(column)
+    if pa.types.is_integer(field_type):
+        return column.cast(pa.large_string())
+    if pa.types.is_boolean(field_type):
+        return pc.if_else(column, "true", "false").cast(pa.large_string())
+    if pa.types.is_floating(field_type):
+        return pa.array([None if v is None else _JSON(v) for v in column.to_pylist()],
+                        pa.large_string())  # fmt: skip
+    if pa.types.is_null(field_type):
+        return pa.nulls(len(column), pa.large_string())
+    if pa.types.is_map(field_type):
+        if not top:  # csv_value makes dicts of the top map only: lists of pairs below
+            raise _NotVectorised
+        return _json_map(column, field_type)
+    if pa.types.is_list(field_type) or pa.types.is_large_list(field_type):
+        items = _json_text(pc.list_flatten(column), field_type.value_type).fill_null("null")
+        return _json_join(column, items, "[", "]")
+    if pa.types.is_struct(field_type):
+        names = [field_type.field(i).name for i in range(field_type.num_fields)]
+        if len(set(names)) != len(names) or not names:
+            raise _NotVectorised  # a dict keeps one of two equal names
+        parts = []
+        for i, name in enumerate(names):
+            value = _json_text(pc.struct_field(column, [i]), field_type.field(i).type)
+            parts.append(_cat(_JSON(name) + ": ", value.fill_null("null"), ""))
+        body = _cat("{", _cat(*parts, ", "), "}", "")
+        return pc.if_else(pc.is_null(column), pa.scalar(None, pa.large_string()), body)
+    raise _NotVectorised
+
+
+def _json_join(
+    column: pa.Array, items: pa.Array, opening: str, closing: str, lists: pa.Array | None = None
+) -> pa.Array:
+    """``opening`` + the items of each list joined with ``, `` + ``closing``; null lists null.
+
+    ``lists``: ``column`` as a list array where it is not one (a map)."""
+    lengths = pc.list_value_length(column if lists is None else lists).fill_null(0)
+    offsets = pa.concat_arrays(
+        [pa.array([0], pa.int64()), pc.cumulative_sum(lengths.cast(pa.int64()))]
+    )
+    separator = pa.scalar(", ", pa.large_string())
+    joined = pc.binary_join(pa.LargeListArray.from_arrays(offsets, items), separator)
+    body = _cat(opening, joined, closing, "")
+    return pc.if_else(pc.is_null(column), pa.scalar(None, pa.large_string()), body)
+
+
+def _json_map(column: pa.Array, field_type: pa.MapType) -> pa.Array:
+    """A map as ``json.dumps(dict(pairs))``: string keys, no key twice in a map."""
+    key_type, item_type = field_type.key_type, field_type.item_type
+    if not (pa.types.is_string(key_type) or pa.types.is_large_string(key_type)):
+        raise _NotVectorised
+    if pa.types.is_map(item_type) or _has_map(item_type):
+        raise _NotVectorised  # _plain turns the pairs of inner maps into dicts too
+    lists = pa.ListArray.from_arrays(column.offsets, column.values)  # nulls: empty
+    entries = pc.list_flatten(lists)
+    keys = pc.struct_field(entries, [0]).cast(pa.large_string())
+    if len(keys):
+        parents = pc.list_parent_indices(lists).cast(pa.large_string())
+        if pc.count_distinct(_cat(parents, keys, "\x00")).as_py() != len(keys):
+            raise _NotVectorised  # a key twice in one map: dict() keeps the last value
+    values = _json_text(pc.struct_field(entries, [1]), item_type).fill_null("null")
+    pairs = _cat(_json_string(keys), values, ": ")
+    return _json_join(column, pairs, "{", "}", lists)
 
 
 def csv_column(values: list[Any], field_type: pa.DataType) -> list[str]:
@@ -184,6 +351,26 @@ def _has_map(field_type: pa.DataType) -> bool:
     return any(_has_map(field_type.field(i).type) for i in range(field_type.num_fields))
 
 
+def _row_groups(reader: DatasetReader, schema: pa.Schema) -> Iterator[pa.Table]:
+    """The dataset in tables of :data:`ROW_GROUP_BYTES` at most (one empty table for an
+    empty dataset): memory bounded by a row group, whatever the size of the data."""
+    pending: list[pa.RecordBatch] = []
+    size = 0
+    wrote = False
+    for batch in _batches(reader):
+        if not batch.num_rows:
+            continue
+        if not batch.schema.equals(schema, check_metadata=False):
+            batch = pa.Table.from_batches([batch]).cast(schema).combine_chunks().to_batches()[0]
+        if pending and size + batch.nbytes > ROW_GROUP_BYTES:
+            yield pa.Table.from_batches(pending, schema)
+            pending, size, wrote = [], 0, True
+        pending.append(batch)
+        size += batch.nbytes
+    if pending or not wrote:
+        yield pa.Table.from_batches(pending, schema)
+
+
 def export_parquet(bundle: ExportBundle) -> Sequence[Path]:
     folder = bundle.out_dir / "parquet"
     folder.mkdir(parents=True, exist_ok=True)
@@ -195,16 +382,8 @@ def export_parquet(bundle: ExportBundle) -> Sequence[Path]:
             continue
         path = folder / f"{name}.parquet"
         with pq.ParquetWriter(path, schema, compression="zstd") as writer:
-            wrote = False
-            for f in reader.files:  # batch by batch: memory bounded by the batch
-                for batch in pq.ParquetFile(f).iter_batches(batch_size=65536):
-                    table = pa.Table.from_batches([batch])
-                    if not table.schema.equals(schema, check_metadata=False):
-                        table = table.cast(schema)
-                    writer.write_table(table)
-                    wrote = True
-            if not wrote:
-                writer.write_table(schema.empty_table())
+            for table in _row_groups(reader, schema):
+                writer.write_table(table, row_group_size=max(1, table.num_rows))
         paths.append(path)
     return paths
 
