@@ -38,6 +38,7 @@ docs/interop.md.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 import uuid
@@ -45,12 +46,14 @@ import xml.etree.ElementTree as ET
 import zipfile
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager as ContextManager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -356,6 +359,112 @@ def _coding_rows(table: pa.Table | None) -> list[dict[str, Any]]:
     return rows
 
 
+def _text(text: str) -> str:
+    """Character data escaped as ``ElementTree`` escapes it."""
+    if "&" in text:
+        text = text.replace("&", "&amp;")
+    if "<" in text:
+        text = text.replace("<", "&lt;")
+    if ">" in text:
+        text = text.replace(">", "&gt;")
+    return text
+
+
+def _attribute(text: str) -> str:
+    """An attribute value escaped as ``ElementTree`` escapes it."""
+    text = _text(text)
+    if '"' in text:
+        text = text.replace('"', "&quot;")
+    if "\r" in text:
+        text = text.replace("\r", "&#13;")
+    if "\n" in text:
+        text = text.replace("\n", "&#10;")
+    if "\t" in text:
+        text = text.replace("\t", "&#09;")
+    return text
+
+
+#: Characters of XML text kept before they are written out as UTF-8.
+XML_CHUNK = 1 << 20
+
+
+class _Xml:
+    """Writes an XML document as it is made, character for character what
+    ``ET.indent(root, space="  ")`` and ``ET.tostring(root, encoding="unicode")`` write for
+    the same tree, so that a project never has to be one tree (or one string) in memory.
+    """
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self._chunks: list[str] = []
+        self._size = 0
+        self._open: list[tuple[str, list[bool]]] = []  # tag, [has children]
+
+    def write(self, text: str) -> None:
+        self._chunks.append(text)
+        self._size += len(text)
+        if self._size > XML_CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._chunks:
+            self._out.write("".join(self._chunks).encode("utf-8"))
+            self._chunks, self._size = [], 0
+
+    def indentation(self, extra: int = 0) -> str:
+        """The newline and spaces before a child of the open element (``extra`` deeper)."""
+        return "\n" + "  " * (len(self._open) + extra)
+
+    def had_children(self) -> None:
+        """Note that the open element has children written with :meth:`write`."""
+        if self._open:
+            self._open[-1][1][0] = True
+
+    def _child(self) -> None:
+        if self._open:
+            state = self._open[-1][1]
+            if not state[0]:
+                self.write(">")
+                state[0] = True
+            self.write(self.indentation())
+
+    def start(self, tag: str, attrs: Mapping[str, str] | None = None) -> None:
+        self._child()
+        self.write(f"<{tag}{_attributes_text(attrs)}")
+        self._open.append((tag, [False]))
+
+    def end(self) -> None:
+        tag, state = self._open.pop()
+        if state[0]:
+            self.write(f"{self.indentation()}</{tag}>")
+        else:
+            self.write(" />")
+
+    def leaf(self, tag: str, text: str | None, attrs: Mapping[str, str] | None = None) -> None:
+        self._child()
+        if text:
+            self.write(f"<{tag}{_attributes_text(attrs)}>{_text(text)}</{tag}>")
+        else:
+            self.write(f"<{tag}{_attributes_text(attrs)} />")
+
+    def element(self, element: ET.Element) -> None:
+        """A small subtree, indented at the depth of the open element's children."""
+        self._child()
+        ET.indent(element, space="  ", level=len(self._open))
+        self.write(ET.tostring(element, encoding="unicode"))
+        if self._open:  # the open element's children are written
+            self._open[-1][1][0] = True
+
+    def elements(self, parent: ET.Element) -> None:
+        """The children of ``parent`` as children of the open element."""
+        for child in parent:
+            self.element(child)
+
+
+def _attributes_text(attrs: Mapping[str, str] | None) -> str:
+    return "".join(f' {k}="{_attribute(v)}"' for k, v in (attrs or {}).items())
+
+
 _STATUS_RANK = {"human": 0, "accepted": 1, "suggested": 2}
 
 
@@ -556,10 +665,12 @@ class _Project:
                 out.setdefault(source.participant, []).append(source)
         return dict(sorted(out.items()))
 
-    def element(self, memo_guid: str) -> ET.Element:
+    def write(self, xml: _Xml, memo_guid: str) -> None:
+        """The project element, streamed: the sources and their codings as they come, the
+        small parts (codebook, variables, cases, sets) as element trees."""
         from qualpipe import __version__
 
-        root = ET.Element(
+        xml.start(
             "Project",
             {
                 "xmlns": NS,
@@ -570,21 +681,26 @@ class _Project:
                 "basePath": "",
             },
         )
-        users = ET.SubElement(root, "Users")
+        head = ET.Element("Project")
+        users = ET.SubElement(head, "Users")
         for user in self.users_in_order():
             ET.SubElement(users, "User", {"guid": user.guid, "name": user.name})
-        self._codebook(root)
+        self._codebook(head)
         people = self.participants()
-        attributes, participant_guid, participant_name = self._variables(root, people)
-        self._cases(root, people, attributes)
-        sources = ET.SubElement(root, "Sources")
+        attributes, participant_guid, participant_name = self._variables(head, people)
+        self._cases(head, people, attributes)
+        xml.elements(head)
+        xml.start("Sources")
         for source in self.sources.values():
-            self._source(sources, source, participant_guid)
-        self._notes(root, memo_guid)
-        self._sets(root, people, {*attributes, participant_name})
-        ET.SubElement(root, "Description").text = self.summary()
-        ET.SubElement(root, "NoteRef", {"targetGUID": memo_guid})
-        return root
+            self._source(xml, source, participant_guid)
+        xml.end()
+        tail = ET.Element("Project")
+        self._notes(tail, memo_guid)
+        self._sets(tail, people, {*attributes, participant_name})
+        ET.SubElement(tail, "Description").text = self.summary()
+        ET.SubElement(tail, "NoteRef", {"targetGUID": memo_guid})
+        xml.elements(tail)
+        xml.end()
 
     def _codebook(self, root: ET.Element) -> None:
         """The codes as :func:`qualpipe.qdc.qdc_bytes` writes them (GUIDs, names, memos)."""
@@ -653,9 +769,8 @@ class _Project:
             for source in sources:
                 ET.SubElement(case, "SourceRef", {"targetGUID": source.guid})
 
-    def _source(self, parent: ET.Element, source: _Source, participant_var: str | None) -> None:
-        el = ET.SubElement(
-            parent,
+    def _source(self, xml: _Xml, source: _Source, participant_var: str | None) -> None:
+        xml.start(
             "TextSource",
             {
                 "guid": source.guid,
@@ -671,29 +786,37 @@ class _Project:
         if source.language:
             about.append(f"language {_label(str(source.language))}")
         about.append("NOT ANONYMISED (allow_sensitive)" if source.sensitive else "anonymised")
-        ET.SubElement(el, "Description").text = "; ".join(about)
+        xml.leaf("Description", "; ".join(about))
+        # a selection as ET.indent and ET.tostring write it, without building elements
+        i3, i4, i5 = (xml.indentation(n) for n in (0, 1, 2))
+        time = _attribute(self.time)
+        write = xml.write
         for sel in source.selections:
-            when = {"creatingUser": sel.user.guid, "creationDateTime": self.time}
             # object_guid("selection", *key) and object_guid("coding", *key) share the
             # JSON text of the key: encode it once
             tail = _DUMPS(sel.key)[1:]
-            s = ET.SubElement(
-                el,
-                "PlainTextSelection",
-                {
-                    "guid": _guid_of_json('["selection", ' + tail),
-                    "startPosition": str(sel.start),
-                    "endPosition": str(sel.end),
-                }
-                | when,
+            selection_guid = _guid_of_json('["selection", ' + tail)
+            coding_guid = _guid_of_json('["coding", ' + tail)
+            who = f' creatingUser="{_attribute(sel.user.guid)}" creationDateTime="{time}"'
+            memo = (
+                f"{i4}<Description>{_text(sel.memo)}</Description>"
+                if sel.memo
+                else f"{i4}<Description />"
             )
-            ET.SubElement(s, "Description").text = sel.memo
-            coding = ET.SubElement(
-                s, "Coding", {"guid": _guid_of_json('["coding", ' + tail)} | when
+            write(
+                f'{i3}<PlainTextSelection guid="{selection_guid}" startPosition="{sel.start}" '
+                f'endPosition="{sel.end}"{who}>{memo}{i4}<Coding guid="{coding_guid}"{who}>'
+                f'{i5}<CodeRef targetGUID="{_attribute(sel.code_guid)}" />{i4}</Coding>'
+                f"{i3}</PlainTextSelection>"
             )
-            ET.SubElement(coding, "CodeRef", {"targetGUID": sel.code_guid})
+        if source.selections:
+            xml.had_children()
         if participant_var is not None and source.participant:
-            _variable_value(el, participant_var, source.participant)
+            vv = ET.Element("VariableValue")
+            ET.SubElement(vv, "VariableRef", {"targetGUID": participant_var})
+            ET.SubElement(vv, "TextValue").text = source.participant
+            xml.element(vv)
+        xml.end()
 
     def _notes(self, root: ET.Element, memo_guid: str) -> None:
         # QualCoder reads a memo as a journal only from a file, and fails on an undated note
@@ -791,31 +914,86 @@ def _variable_value(parent: ET.Element, variable_guid: str, value: str) -> None:
     ET.SubElement(vv, "TextValue").text = value
 
 
-def build_qdpx(bundle: ExportBundle, options: Mapping[str, Any] | None = None) -> QdpxContent:
-    """The members of the ``.qdpx`` archive for ``bundle``: same datasets, same bytes."""
+MemberOpener = Callable[[str, int], ContextManager[BinaryIO]]
+
+
+def write_qdpx_members(
+    bundle: ExportBundle, open_member: MemberOpener, options: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Write the members of the ``.qdpx`` archive for ``bundle`` in order, each into
+    ``open_member(name, estimated size)``; return the counts (and ``time``). The project
+    XML is streamed, never one tree or one string."""
     project = _Project(bundle, bundle.options if options is None else options)
     memo_guid = object_guid("note", "provenance")
-    root = project.element(memo_guid)
-    ET.indent(root, space="  ")
-    qde = '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode")
-    members = {"project.qde": (qde + "\n").encode("utf-8")}
+    selections = sum(len(s.selections) for s in project.sources.values())
+    with open_member("project.qde", 1024 * selections + (1 << 20)) as out:
+        xml = _Xml(out)
+        xml.write('<?xml version="1.0" encoding="utf-8"?>\n')
+        project.write(xml, memo_guid)
+        xml.write("\n")
+        xml.flush()
     for source in project.sources.values():
-        members[f"sources/{source.guid}.txt"] = source.text.text.encode("utf-8")
-    members[f"sources/{memo_guid}.txt"] = project.memo().encode("utf-8")
-    return QdpxContent(members, project.counts() | {"time": project.time})
+        data = source.text.text.encode("utf-8")
+        with open_member(f"sources/{source.guid}.txt", len(data)) as out:
+            out.write(data)
+    memo = project.memo().encode("utf-8")
+    with open_member(f"sources/{memo_guid}.txt", len(memo)) as out:
+        out.write(memo)
+    return project.counts() | {"time": project.time}
+
+
+def build_qdpx(bundle: ExportBundle, options: Mapping[str, Any] | None = None) -> QdpxContent:
+    """The members of the ``.qdpx`` archive for ``bundle`` in memory: same datasets, same
+    bytes (:func:`export_qdpx` streams them into the zip instead)."""
+    members: dict[str, bytes] = {}
+
+    @contextmanager
+    def collect(name: str, size: int) -> Iterator[BinaryIO]:
+        buffer = io.BytesIO()
+        yield buffer
+        members[name] = buffer.getvalue()
+
+    stats = write_qdpx_members(bundle, collect, options)
+    return QdpxContent(members, stats)
+
+
+def _zip_stamp(time: str) -> tuple[int, int, int, int, int, int]:
+    moment = _utc(time) or datetime(1980, 1, 1, tzinfo=UTC)
+    stamp = max(moment, datetime(1980, 1, 1, tzinfo=UTC)).timetuple()[:6]
+    return (stamp[0], stamp[1], stamp[2], stamp[3], stamp[4], stamp[5])
+
+
+def _zip_info(name: str, stamp: tuple[int, int, int, int, int, int]) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, date_time=stamp)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.create_system = 3
+    info.external_attr = 0o100644 << 16
+    return info
 
 
 def write_zip(path: Path, members: Mapping[str, bytes], time: str) -> Path:
     """A zip whose bytes depend on ``members`` and ``time`` only."""
-    moment = _utc(time) or datetime(1980, 1, 1, tzinfo=UTC)
-    stamp = max(moment, datetime(1980, 1, 1, tzinfo=UTC)).timetuple()[:6]
+    stamp = _zip_stamp(time)
     with zipfile.ZipFile(path, "w") as zf:
         for name, data in members.items():
-            info = zipfile.ZipInfo(name, date_time=stamp)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.create_system = 3
-            info.external_attr = 0o100644 << 16
-            zf.writestr(info, data)
+            zf.writestr(_zip_info(name, stamp), data)
+    return path
+
+
+def export_zip(path: Path, bundle: ExportBundle, options: Mapping[str, Any]) -> Path:
+    """:func:`write_qdpx_members` streamed into the zip at ``path``: the same bytes as
+    :func:`write_zip` of :func:`build_qdpx`'s members (ZIP64 only for a member that may
+    pass 2 GiB)."""
+    stamp = _zip_stamp(export_time(_run_stages(bundle)))
+    with zipfile.ZipFile(path, "w") as zf:
+
+        @contextmanager
+        def member(name: str, size: int) -> Iterator[BinaryIO]:
+            big = size * 1.05 > zipfile.ZIP64_LIMIT / 2
+            with zf.open(_zip_info(name, stamp), "w", force_zip64=big) as out:
+                yield out  # type: ignore[misc]
+
+        write_qdpx_members(bundle, member, options)
     return path
 
 
@@ -825,9 +1003,8 @@ def _file_name(name: str) -> str:
 
 def export_qdpx(bundle: ExportBundle) -> list[Path]:
     options = _options(bundle, "qdpx", QDPX_OPTIONS)
-    content = build_qdpx(bundle, options)
     path = bundle.out_dir / f"{_file_name(bundle.pipeline_name)}.qdpx"
-    return [write_zip(path, content.members, content.stats["time"])]
+    return [export_zip(path, bundle, options)]
 
 
 def export_qdc(bundle: ExportBundle) -> list[Path]:
