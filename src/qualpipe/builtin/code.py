@@ -25,6 +25,7 @@ import structlog
 from qualpipe import BatchContext, Input, Param, PipelineError, StageType, hookimpl
 from qualpipe.codebook import Codebook
 from qualpipe.coding.coders import Coder, CoderContext, Suggestion
+from qualpipe.coding.stems import forget_words
 from qualpipe.decisions import Decision
 from qualpipe.errors import DatasetError
 from qualpipe.fingerprint import canonical_json, sha256_text
@@ -33,7 +34,7 @@ from qualpipe.schemas import CODINGS
 log = structlog.get_logger("qualpipe")
 
 # per-process caches: codebooks by version, coder states by (coder, settings, codebook)
-_BOOKS: dict[str, Codebook] = {}
+_BOOKS: dict[str, tuple[Codebook, str]] = {}
 _STATES: dict[tuple[str, str, str], Any] = {}
 
 
@@ -58,69 +59,116 @@ def settings_hash(options: Mapping[str, Any]) -> str:
     return sha256_text(canonical_json(options))[:12]
 
 
-def _codebook(table: pa.Table) -> Codebook:
+def _codebook(table: pa.Table) -> tuple[Codebook, str]:
+    """The codebook of the ``codebook`` dataset, and its version (hashed once: the
+    codebook is kept per process, and its version is part of every coding row)."""
     version = table.column("codebook_version")[0].as_py() if table.num_rows else ""
     if version not in _BOOKS:
         _BOOKS.clear()
-        _BOOKS[version] = Codebook.from_table(table)
+        book = Codebook.from_table(table)
+        _BOOKS[version] = (book, book.version)
     return _BOOKS[version]
 
 
 def process_batch(batch: pa.RecordBatch, ctx: BatchContext) -> dict[str, pa.Table]:
-    book = _codebook(ctx.side["codebook"])
+    book, version = _codebook(ctx.side["codebook"])
     known = book.by_id()
-    version = book.version
     coders: Mapping[str, Coder] = ctx.components.get("coder", {})
     segments = batch.to_pylist()
     by_id = {s["segment_id"]: s for s in segments}
     top_k = ctx.params["top_k"]
-    rows: list[dict[str, Any]] = []
-    for name, options in coder_specs(ctx.params["coders"]):
-        coder = coders.get(name)
-        if coder is None:
-            raise PipelineError(
-                f"code: unknown coder {name!r} (installed: {', '.join(sorted(coders)) or 'none'})"
-            )
-        settings = settings_hash(options)
-        key = (name, settings, version)
-        if key not in _STATES:
-            _STATES[key] = coder.setup(book, options) if coder.setup else None
-        cctx = CoderContext(book, options, _STATES[key])
-        per_segment: dict[str, list[Suggestion]] = defaultdict(list)
-        for sug in coder.code(segments, cctx):
-            if sug.code_id not in known:
-                raise DatasetError(
-                    f"coder {name!r} suggested code {sug.code_id!r}, which is not in the "
-                    f"codebook (version {version})"
+    min_score = ctx.params["min_score"]
+    # the codings, column by column: (segment, code, coder, settings, suggestion)
+    found_rows: list[tuple[Mapping[str, Any], str, Coder, str, Suggestion]] = []
+    forget_words()  # the coders of this batch share its segments' words
+    try:
+        for name, options in coder_specs(ctx.params["coders"]):
+            coder = coders.get(name)
+            if coder is None:
+                raise PipelineError(
+                    f"code: unknown coder {name!r} "
+                    f"(installed: {', '.join(sorted(coders)) or 'none'})"
                 )
-            if sug.segment_id not in by_id:
-                raise DatasetError(f"coder {name!r} coded an unknown segment {sug.segment_id!r}")
-            if sug.score >= ctx.params["min_score"]:
-                per_segment[sug.segment_id].append(sug)
-        for seg_id, found in per_segment.items():
-            found.sort(key=lambda s: -s.score)
-            seg = by_id[seg_id]
-            for sug in found[:top_k] if top_k else found:
-                rows.append(
-                    {
-                        "coding_id": f"{seg_id}:{sug.code_id}:{name}",
-                        "segment_id": seg_id,
-                        "doc_id": seg["doc_id"],
-                        "start": seg["start"] if sug.start is None else sug.start,
-                        "end": seg["end"] if sug.end is None else sug.end,
-                        "code_id": sug.code_id,
-                        "coder": name,
-                        "coder_version": coder.version,
-                        "coder_settings": settings,
-                        "score": float(sug.score),
-                        "evidence": [{"term": t, "start": s, "end": e} for t, s, e in sug.evidence],
-                        "codebook_version": version,
-                        "status": "suggested",
-                    }
-                )
+            settings = settings_hash(options)
+            key = (name, settings, version)
+            if key not in _STATES:
+                _STATES[key] = coder.setup(book, options) if coder.setup else None
+            cctx = CoderContext(book, options, _STATES[key])
+            per_segment: dict[str, list[Suggestion]] = defaultdict(list)
+            for sug in coder.code(segments, cctx):
+                if sug.code_id not in known:
+                    raise DatasetError(
+                        f"coder {name!r} suggested code {sug.code_id!r}, which is not in the "
+                        f"codebook (version {version})"
+                    )
+                if sug.segment_id not in by_id:
+                    raise DatasetError(
+                        f"coder {name!r} coded an unknown segment {sug.segment_id!r}"
+                    )
+                if sug.score >= min_score:
+                    per_segment[sug.segment_id].append(sug)
+            for seg_id, suggestions in per_segment.items():
+                suggestions.sort(key=lambda s: -s.score)
+                seg = by_id[seg_id]
+                for sug in suggestions[:top_k] if top_k else suggestions:
+                    found_rows.append((seg, sug.code_id, coder, settings, sug))
+    finally:
+        forget_words()
     if ctx.decisions:
-        rows = apply_coding_decisions(rows, by_id, ctx.decisions, book)
-    return {"codings": pa.Table.from_pylist(rows, schema=CODINGS.schema)}
+        rows = apply_coding_decisions(_rows(found_rows, version), by_id, ctx.decisions, book)
+        return {"codings": pa.Table.from_pylist(rows, schema=CODINGS.schema)}
+    return {"codings": _table(found_rows, version)}
+
+
+_Found = Sequence[tuple[Mapping[str, Any], str, Coder, str, Suggestion]]
+
+
+def _rows(found: _Found, version: str) -> list[dict[str, Any]]:
+    """The ``codings`` rows of the suggestions (as dicts, for the decisions)."""
+    return [
+        {
+            "coding_id": f"{seg['segment_id']}:{code_id}:{coder.name}",
+            "segment_id": seg["segment_id"],
+            "doc_id": seg["doc_id"],
+            "start": seg["start"] if sug.start is None else sug.start,
+            "end": seg["end"] if sug.end is None else sug.end,
+            "code_id": code_id,
+            "coder": coder.name,
+            "coder_version": coder.version,
+            "coder_settings": settings,
+            "score": float(sug.score),
+            "evidence": [{"term": t, "start": s, "end": e} for t, s, e in sug.evidence],
+            "codebook_version": version,
+            "status": "suggested",
+        }
+        for seg, code_id, coder, settings, sug in found
+    ]
+
+
+def _table(found: _Found, version: str) -> pa.Table:
+    """The ``codings`` table of the suggestions, built column by column (the same
+    table as ``pa.Table.from_pylist(_rows(found, version))``, without a dict per row)."""
+    seg_ids = [seg["segment_id"] for seg, _, _, _, _ in found]
+    codes = [code_id for _, code_id, _, _, _ in found]
+    names = [coder.name for _, _, coder, _, _ in found]
+    n = len(found)
+    columns = {
+        "coding_id": [f"{s}:{c}:{name}" for s, c, name in zip(seg_ids, codes, names, strict=True)],
+        "segment_id": seg_ids,
+        "doc_id": [seg["doc_id"] for seg, _, _, _, _ in found],
+        "start": [seg["start"] if sug.start is None else sug.start for seg, _, _, _, sug in found],
+        "end": [seg["end"] if sug.end is None else sug.end for seg, _, _, _, sug in found],
+        "code_id": codes,
+        "coder": names,
+        "coder_version": [coder.version for _, _, coder, _, _ in found],
+        "coder_settings": [settings for _, _, _, settings, _ in found],
+        "score": [float(sug.score) for _, _, _, _, sug in found],
+        # a struct value may be a tuple: (term, start, end)
+        "evidence": [[(t, s, e) for t, s, e in sug.evidence] for _, _, _, _, sug in found],
+        "codebook_version": [version] * n,
+        "status": ["suggested"] * n,
+    }
+    return pa.Table.from_pydict(columns, schema=CODINGS.schema)
 
 
 def _code_resolver(book: Codebook) -> Callable[[str], str | None]:

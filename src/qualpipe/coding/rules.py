@@ -46,7 +46,7 @@ from typing import Any
 
 from qualpipe.codebook import Codebook
 from qualpipe.coding.coders import Coder, CoderContext, Suggestion
-from qualpipe.coding.stems import WORD, languages_option, stem
+from qualpipe.coding.stems import WORD, languages_option, stem, words_of
 from qualpipe.errors import PipelineError
 
 #: Words that negate a match that follows them (lower-case; any word ending in n't too).
@@ -109,6 +109,8 @@ class RulesState:
     any_pattern: re.Pattern[str] | None
     #: per-process cache: lower-cased word -> matchers it satisfies
     cache: dict[str, frozenset[int]] = field(default_factory=dict)
+    #: the words of ``cache`` that satisfy some matcher
+    matched: dict[str, frozenset[int]] = field(default_factory=dict)
 
 
 def _options(options: Mapping[str, Any]) -> tuple[bool, int, int, tuple[str, ...]]:
@@ -259,9 +261,9 @@ def _matchers(state: RulesState, word: str) -> frozenset[int]:
         if len(plain) >= length:
             ids.update(state.by_prefix.get(plain[:length], ()))
     found = frozenset(ids)
-    if len(state.cache) > 500_000:  # a bound for very long runs: start afresh
-        state.cache.clear()
     state.cache[word] = found
+    if found:
+        state.matched[word] = found
     return found
 
 
@@ -321,46 +323,53 @@ def code_rules(segments: Sequence[Mapping[str, Any]], ctx: CoderContext) -> Iter
     if state is None:  # called without the code stage (tests, notebooks)
         state = setup_rules(ctx.codebook, ctx.options)
     n_keyword_terms = len(state.terms)
-    cache, terms, term_starts = state.cache, state.terms, state.starts
+    cache, matched, terms, term_starts = state.cache, state.matched, state.terms, state.starts
     window = state.window
+    empty: frozenset[int] = frozenset()
     for seg in segments:
         text: str = seg["text"]
         base: int = seg["start"]
-        words: list[str] = []
-        spans: list[tuple[int, int]] = []
-        sets: list[frozenset[int]] = []
-        for m in WORD.finditer(text):
-            word = m.group().lower()
-            words.append(word)
-            spans.append(m.span())
-            found = cache.get(word)
-            sets.append(found if found is not None else _matchers(state, word))
+        words, word_starts, word_ends = words_of(text)
+        spans: list[tuple[int, int]] = []  # of every word, for negation
+        unique = set(words)
+        new = unique.difference(cache)
+        if new:
+            if len(cache) + len(new) > 500_000:  # a bound for very long runs: start afresh
+                cache.clear()
+                matched.clear()
+                new = unique
+            for word in new:
+                _matchers(state, word)
         negation: _Negation | None = None
         # code index -> term number -> [(start, end)] in the segment text
         hits: dict[int, dict[int, list[tuple[int, int]]]] = {}
-        for i, ids in enumerate(sets):
-            if not ids:
-                continue
-            for mid in ids:
-                for t in term_starts.get(mid, ()):
-                    term = terms[t]
-                    size = len(term.matchers)
-                    last = i + size - 1
-                    if size > 1 and (
-                        last >= len(words)
-                        or any(term.matchers[k] not in sets[i + k] for k in range(1, size))
-                    ):
-                        continue
-                    if state.negation:
-                        if negation is None:
-                            negation = _Negation(text, words, spans)
-                        if negation(i, last, window):
+        found = matched.keys() & unique
+        if found:
+            n_words = len(words)
+            for i in [i for i, word in enumerate(words) if word in found]:
+                for mid in matched[words[i]]:
+                    for t in term_starts.get(mid, ()):
+                        term = terms[t]
+                        size = len(term.matchers)
+                        last = i + size - 1
+                        if size > 1 and (
+                            last >= n_words
+                            or any(
+                                term.matchers[k] not in matched.get(words[i + k], empty)
+                                for k in range(1, size)
+                            )
+                        ):
                             continue
-                    hits.setdefault(term.code, {}).setdefault(t, []).append(
-                        (spans[i][0], spans[last][1])
-                    )
+                        if state.negation:
+                            if negation is None:
+                                spans = list(zip(word_starts, word_ends, strict=True))
+                                negation = _Negation(text, words, spans)
+                            if negation(i, last, window):
+                                continue
+                        hits.setdefault(term.code, {}).setdefault(t, []).append(
+                            (word_starts[i], word_ends[last])
+                        )
         patterns = state.patterns
-        starts: list[int] = []  # word starts, for patterns
         if state.any_pattern is not None and state.any_pattern.search(text) is None:
             patterns = []
         for c, compiled in patterns:
@@ -369,15 +378,14 @@ def code_rules(segments: Sequence[Mapping[str, Any]], ctx: CoderContext) -> Iter
                     if m.end() == m.start():
                         continue
                     if state.negation:
+                        if negation is None:
+                            spans = list(zip(word_starts, word_ends, strict=True))
+                            negation = _Negation(text, words, spans)
                         # the words the match covers (or the gap it lies in)
-                        if not starts:
-                            starts = [s for s, _ in spans]
-                        first = bisect_right(starts, m.start()) - 1
+                        first = bisect_right(word_starts, m.start()) - 1
                         if first < 0 or spans[first][1] <= m.start():
                             first += 1
-                        last = max(first - 1, bisect_left(starts, m.end()) - 1)
-                        if negation is None:
-                            negation = _Negation(text, words, spans)
+                        last = max(first - 1, bisect_left(word_starts, m.end()) - 1)
                         if negation(first, last, window):
                             continue
                     hits.setdefault(c, {}).setdefault(n_keyword_terms + number, []).append(m.span())

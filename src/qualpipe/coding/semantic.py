@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import importlib
 import math
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +42,7 @@ import numpy as np
 
 from qualpipe.codebook import Code, Codebook
 from qualpipe.coding.coders import Coder, CoderContext, Suggestion
-from qualpipe.coding.stems import WORD, languages_option, stems
+from qualpipe.coding.stems import WORD, languages_option, stems, words_of
 from qualpipe.errors import PipelineError
 
 STOP_WORDS_EN = frozenset(
@@ -170,27 +171,31 @@ class TfidfIndex:
     def segment(self, text: str) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
         """Columns and weights (normalised over all the segment's words, known or not) of
         the segment's words that some code has, and where each first occurs in ``text``."""
-        counts: dict[str, int] = {}
-        first: dict[str, tuple[int, int]] = {}
+        words, starts, ends = words_of(text)
         features = self._features
-        for m in WORD.finditer(text):
-            word = m.group().lower()
-            feat = features.get(word)
-            if feat is None:
-                feat = features[word] = self._feature(word)
-            if feat is _SKIP:
-                continue  # a stop word, a number or a single character
-            counts[feat] = counts.get(feat, 0) + 1
-            if feat not in first:
-                first[feat] = m.span()
-        known = [f for f in counts if f in self.vocab]
-        cols = np.array([self.vocab[f] for f in known], dtype=np.intp)
+        new = set(words).difference(features)
+        if new:
+            if len(features) + len(new) > 500_000:  # a bound for very long runs: start afresh
+                features.clear()
+                new = set(words)
+            for word in new:
+                features[word] = self._feature(word)
+        feats = list(map(features.__getitem__, words))
+        # a stop word, a number or a single character is no feature (_SKIP)
+        counts = Counter(feats)  # in the order of first occurrence
+        counts.pop(_SKIP, None)
+        vocab = self.vocab
+        known = [f for f in counts if f in vocab]
+        if not known:
+            return _NO_COLS, _NO_WEIGHTS, []
+        cols = np.array([vocab[f] for f in known], dtype=np.intp)
         weights = np.array([1 + math.log(counts[f]) for f in known]) * self.idf[cols]
-        unknown = [1 + math.log(c) for f, c in counts.items() if f not in self.vocab]
+        unknown = [1 + math.log(c) for f, c in counts.items() if f not in vocab]
         norm = math.sqrt(float(weights @ weights) + sum((w * self.oov_idf) ** 2 for w in unknown))
         if norm:
             weights = weights / norm
-        return cols, weights, [first[f] for f in known]
+        where = [feats.index(f) for f in known]
+        return cols, weights, [(starts[k], ends[k]) for k in where]
 
     def evidence(
         self,
@@ -202,11 +207,11 @@ class TfidfIndex:
         base: int,
     ) -> list[tuple[str, int, int]]:
         """The three words of the segment that add most to its similarity with ``row``."""
-        contrib = self.matrix[row, cols] * weights
+        contrib: list[float] = (self.matrix[row, cols] * weights).tolist()
         out: list[tuple[str, int, int]] = []
         seen: set[str] = set()
         # stable: equal contributions keep text order
-        for k in sorted(range(len(cols)), key=lambda k: (-contrib[k], where[k])):
+        for k in sorted(range(len(contrib)), key=lambda k: (-contrib[k], where[k])):
             if contrib[k] <= 0 or len(out) == 3:
                 break
             s, e = where[k]
@@ -216,6 +221,11 @@ class TfidfIndex:
             seen.add(word.lower())
             out.append((word, base + s, base + e))
         return out
+
+
+_NO_COLS = np.zeros(0, dtype=np.intp)
+_NO_WEIGHTS = np.zeros(0)
+_NO_COLS.flags.writeable = _NO_WEIGHTS.flags.writeable = False
 
 
 @dataclass
@@ -301,9 +311,11 @@ def setup_semantic(codebook: Codebook, options: Mapping[str, Any]) -> SemanticSt
     return state
 
 
-def _pick(sims: np.ndarray, state: SemanticState) -> list[int]:
-    order = np.argsort(-sims, kind="stable")
-    chosen = [int(j) for j in order if sims[j] >= state.threshold and sims[j] > 0]
+def _pick(sims: list[float], state: SemanticState) -> list[int]:
+    """The codes scoring at least the threshold (and above 0), best first (stable)."""
+    threshold = state.threshold
+    chosen = [j for j, sim in enumerate(sims) if sim >= threshold and sim > 0]
+    chosen.sort(key=lambda j: -sims[j])
     return chosen[: state.top_k] if state.top_k else chosen
 
 
@@ -321,12 +333,17 @@ def code_semantic(segments: Sequence[Mapping[str, Any]], ctx: CoderContext) -> I
     for i, seg in enumerate(segments):
         text: str = seg["text"]
         cols, weights, where = index.segment(text)
-        sims = embedded[i] if embedded is not None else index.matrix[:, cols] @ weights
+        if embedded is not None:
+            sims = embedded[i].tolist()
+        elif len(cols):
+            sims = (index.matrix[:, cols] @ weights).tolist()
+        else:
+            continue  # no word of any code: every similarity is 0
         for j in _pick(sims, state):
             yield Suggestion(
                 segment_id=seg["segment_id"],
                 code_id=index.code_ids[j],
-                score=round(float(sims[j]), 6),
+                score=round(sims[j], 6),
                 evidence=index.evidence(j, cols, weights, where, text, seg["start"]),
             )
 
