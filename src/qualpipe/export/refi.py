@@ -57,11 +57,13 @@ from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from qualpipe.codebook import Codebook, load_codebook
 from qualpipe.errors import DatasetError, PipelineError, QualpipeError
 from qualpipe.exporters import ExportBundle, Exporter
 from qualpipe.qdc import code_guid, describe, write_qdc, written_names
+from qualpipe.store import DatasetReader
 
 NS = "urn:QDA-XML:project:1.0"
 #: uuid5 namespace of every GUID other than codes' (fixed forever).
@@ -465,6 +467,28 @@ def _attributes_text(attrs: Mapping[str, str] | None) -> str:
     return "".join(f' {k}="{_attribute(v)}"' for k, v in (attrs or {}).items())
 
 
+#: Rows a batch when the project reads a dataset (memory: one batch of rows at a time).
+READ_ROWS = 16384
+
+
+def _tables(reader: DatasetReader, wanted: Sequence[str] | None) -> Iterator[pa.Table]:
+    """The dataset a batch at a time, only the ``wanted`` columns it has (all when None);
+    a reader without part files (a plugin's or a test's) is read whole."""
+    files = getattr(reader, "files", None)
+    if files is None:
+        table = reader.read_all()
+        if wanted is not None:
+            table = table.select([c for c in wanted if c in table.column_names])
+        for batch in table.to_batches(READ_ROWS):
+            yield pa.Table.from_batches([batch], table.schema)
+        return
+    for f in files:
+        pf = pq.ParquetFile(f)
+        columns = None if wanted is None else [c for c in wanted if c in pf.schema_arrow.names]
+        for batch in pf.iter_batches(batch_size=READ_ROWS, columns=columns):
+            yield pa.Table.from_batches([batch])
+
+
 _STATUS_RANK = {"human": 0, "accepted": 1, "suggested": 2}
 
 
@@ -499,8 +523,13 @@ class _Project:
     # -- reading and checking ---------------------------------------------------------------
 
     def _read_documents(self) -> dict[str, _Source]:
+        reader = self.bundle.datasets.get("documents")
+        rows: list[dict[str, Any]] = []
+        if reader is not None:
+            wanted = ("doc_id", "participant_id", "attributes", "text", "sensitive", "language")
+            rows = [r for table in _tables(reader, wanted) for r in table.to_pylist()]
         sources: dict[str, _Source] = {}
-        for row in sorted(self.bundle.rows("documents"), key=lambda r: str(r["doc_id"])):
+        for row in sorted(rows, key=lambda r: str(r["doc_id"])):
             doc_id = str(row["doc_id"])
             participant = _label(str(row.get("participant_id") or "")) or None
             safe = _UNSAFE_NAME.sub("_", participant).strip("_") if participant else ""
@@ -517,12 +546,28 @@ class _Project:
         return sources
 
     def _read_segments(self) -> dict[str, dict[str, Any]]:
-        table = self.bundle.table("segments")
-        if table is None:
+        """The segments without their text: whether the text is the document's text at
+        the offsets is found as they are read (``text_ok``), a batch at a time."""
+        reader = self.bundle.datasets.get("segments")
+        if reader is None:
             return {}
         wanted = ("segment_id", "doc_id", "start", "end", "text", "strategy", "speaker")
-        cols = [c for c in wanted if c in table.column_names]
-        return {str(r["segment_id"]): r for r in table.select(cols).to_pylist()}
+        out: dict[str, dict[str, Any]] = {}
+        for table in _tables(reader, wanted):
+            has_text = "text" in table.column_names
+            for seg in table.to_pylist():
+                text = seg.pop("text", None)
+                source = self.sources.get(str(seg["doc_id"]))
+                start, end = seg["start"], seg["end"]
+                ok = source is not None and isinstance(start, int) and isinstance(end, int)
+                if ok and source is not None:
+                    t = source.text
+                    ok = 0 <= start <= end <= t.length and (
+                        not has_text or t.text[t.map(start) : t.map(end)] == _LfText(str(text)).text
+                    )
+                seg["text_ok"] = ok
+                out[str(seg["segment_id"])] = seg
+        return out
 
     def _span(self, what: str, doc_id: str, start: Any, end: Any) -> tuple[_Source, int, int]:
         """The source and the exported offsets of a span; a span off the text is an error."""
@@ -544,13 +589,7 @@ class _Project:
     def _check_segment(self, seg: Mapping[str, Any], doc_id: str) -> None:
         """A segment's text must be the document's text at its offsets."""
         source = self.sources.get(str(seg["doc_id"]))
-        ok = source is not None and str(seg["doc_id"]) == doc_id
-        if ok and source is not None:
-            t = source.text
-            ok = 0 <= seg["start"] <= seg["end"] <= t.length and (
-                "text" not in seg
-                or t.text[t.map(seg["start"]) : t.map(seg["end"])] == _LfText(seg["text"]).text
-            )
+        ok = source is not None and str(seg["doc_id"]) == doc_id and seg["text_ok"]
         if not ok:
             raise DatasetError(
                 f"export: qdpx: segment {seg['segment_id']!r} does not match the text of "
@@ -579,47 +618,53 @@ class _Project:
         return self.users[key]
 
     def _read_codings(self, segments: Mapping[str, Mapping[str, Any]]) -> None:
-        all_rows = _coding_rows(self.bundle.table("codings"))
-        rows = [r for r in all_rows if r["status"] in self.statuses]
-        self.skipped.update(str(r["status"]) for r in all_rows if r["status"] not in self.statuses)
-        if rows and not self.has_codebook:
-            raise PipelineError(
-                "export: qdpx: the pipeline has codings but no codebook dataset; add the "
-                "codebook stage so the codes can be written"
-            )
+        """The codings to export, read a batch at a time: a coding is kept as its place,
+        its span and its memo, never as a row."""
+        reader = self.bundle.datasets.get("codings")
         position = {c.id: i for i, c in enumerate(self.book.codes)}
         checked: set[str] = set()
-        picked: list[tuple[tuple[Any, ...], Mapping[str, Any], _Source, int, int, _User]] = []
-        for row in rows:
-            what = f"coding {row['coding_id']!r}"
-            if row["code_id"] not in position:
-                raise DatasetError(
-                    f"export: qdpx: {what} uses code {row['code_id']!r}, which is not in the "
-                    f"codebook {self.book.name!r}; re-run the code stage with this codebook"
-                )
-            doc_id = str(row["doc_id"])
-            source, start, end = self._span(what, doc_id, row["start"], row["end"])
-            seg = segments.get(str(row["segment_id"]))
-            if seg is not None and seg["segment_id"] not in checked:
-                checked.add(seg["segment_id"])
-                self._check_segment(seg, doc_id)
-            user = self._user(row)
-            order = (start, end, position[row["code_id"]], user.name,
-                     _STATUS_RANK.get(row["status"], 9), str(row["coding_id"]))  # fmt: skip
-            picked.append((order, row, source, start, end, user))
+        picked: list[tuple[tuple[Any, ...], str, _Source, int, int, _User, str]] = []
+        for table in _tables(reader, None) if reader is not None else []:
+            for row in _coding_rows(table):
+                if row["status"] not in self.statuses:
+                    self.skipped[str(row["status"])] += 1
+                    continue
+                if not self.has_codebook:
+                    raise PipelineError(
+                        "export: qdpx: the pipeline has codings but no codebook dataset; add "
+                        "the codebook stage so the codes can be written"
+                    )
+                what = f"coding {row['coding_id']!r}"
+                if row["code_id"] not in position:
+                    raise DatasetError(
+                        f"export: qdpx: {what} uses code {row['code_id']!r}, which is not in "
+                        f"the codebook {self.book.name!r}; re-run the code stage with this "
+                        "codebook"
+                    )
+                doc_id = str(row["doc_id"])
+                source, start, end = self._span(what, doc_id, row["start"], row["end"])
+                seg = segments.get(str(row["segment_id"]))
+                if seg is not None and seg["segment_id"] not in checked:
+                    checked.add(seg["segment_id"])
+                    self._check_segment(seg, doc_id)
+                user = self._user(row)
+                order = (start, end, position[row["code_id"]], user.name,
+                         _STATUS_RANK.get(row["status"], 9), str(row["coding_id"]))  # fmt: skip
+                memo = _coding_memo(row, user)
+                picked.append((order, row["code_id"], source, start, end, user, memo))
         seen: set[tuple[Any, ...]] = set()
         guids: dict[str, str] = {}
-        for order, coding, source, start, end, user in sorted(picked, key=lambda p: p[0]):
-            key = (source.doc_id, start, end, coding["code_id"], user.guid)
+        picked.sort(key=lambda p: p[0])
+        for order, code_id, source, start, end, user, memo in picked:
+            key = (source.doc_id, start, end, code_id, user.guid)
             if key in seen:  # QualCoder keeps one coding per code, coder and span
                 self.skipped["duplicate"] += 1
                 continue
             seen.add(key)
             user.codings += 1
-            guid = guids.get(coding["code_id"])
+            guid = guids.get(code_id)
             if guid is None:
-                guid = guids[coding["code_id"]] = code_guid(self.book.name, coding["code_id"])
-            memo = _coding_memo(coding, user)
+                guid = guids[code_id] = code_guid(self.book.name, code_id)
             source.selections.append(_Selection(start, end, guid, user, memo, key, order))
 
     def _code_segments(self, segments: Mapping[str, Mapping[str, Any]]) -> None:
