@@ -970,8 +970,12 @@ def write_qdpx_members(
     XML is streamed, never one tree or one string."""
     project = _Project(bundle, bundle.options if options is None else options)
     memo_guid = object_guid("note", "provenance")
-    selections = sum(len(s.selections) for s in project.sources.values())
-    with open_member("project.qde", 1024 * selections + (1 << 20)) as out:
+    # an upper bound of the XML's size (a selection is ~700 bytes and its memo, escaped,
+    # at most 6 times its characters in UTF-8): the zip uses ZIP64 only where it may need it
+    size = 1 << 20
+    for source in project.sources.values():
+        size += 1024 + 6 * len(source.name) + sum(800 + 6 * len(s.memo) for s in source.selections)
+    with open_member("project.qde", size) as out:
         xml = _Xml(out)
         xml.write('<?xml version="1.0" encoding="utf-8"?>\n')
         project.write(xml, memo_guid)
@@ -1034,7 +1038,7 @@ def export_zip(path: Path, bundle: ExportBundle, options: Mapping[str, Any]) -> 
 
         @contextmanager
         def member(name: str, size: int) -> Iterator[BinaryIO]:
-            big = size * 1.05 > zipfile.ZIP64_LIMIT / 2
+            big = size * 1.05 > zipfile.ZIP64_LIMIT  # as zipfile decides it for writestr
             with zf.open(_zip_info(name, stamp), "w", force_zip64=big) as out:
                 yield out  # type: ignore[misc]
 
