@@ -842,7 +842,8 @@ class _Project:
             tail = _DUMPS(sel.key)[1:]
             selection_guid = _guid_of_json('["selection", ' + tail)
             coding_guid = _guid_of_json('["coding", ' + tail)
-            who = f' creatingUser="{_attribute(sel.user.guid)}" creationDateTime="{time}"'
+            # GUIDs are hex digits and dashes: nothing to escape
+            who = f' creatingUser="{sel.user.guid}" creationDateTime="{time}"'
             memo = (
                 f"{i4}<Description>{_text(sel.memo)}</Description>"
                 if sel.memo
@@ -851,7 +852,7 @@ class _Project:
             write(
                 f'{i3}<PlainTextSelection guid="{selection_guid}" startPosition="{sel.start}" '
                 f'endPosition="{sel.end}"{who}>{memo}{i4}<Coding guid="{coding_guid}"{who}>'
-                f'{i5}<CodeRef targetGUID="{_attribute(sel.code_guid)}" />{i4}</Coding>'
+                f'{i5}<CodeRef targetGUID="{sel.code_guid}" />{i4}</Coding>'
                 f"{i3}</PlainTextSelection>"
             )
         if source.selections:
@@ -974,7 +975,8 @@ def write_qdpx_members(
     # at most 6 times its characters in UTF-8): the zip uses ZIP64 only where it may need it
     size = 1 << 20
     for source in project.sources.values():
-        size += 1024 + 6 * len(source.name) + sum(800 + 6 * len(s.memo) for s in source.selections)
+        memos = sum(map(len, (s.memo for s in source.selections)))
+        size += 1024 + 6 * len(source.name) + 800 * len(source.selections) + 6 * memos
     with open_member("project.qde", size) as out:
         xml = _Xml(out)
         xml.write('<?xml version="1.0" encoding="utf-8"?>\n')
