@@ -260,7 +260,7 @@ class _User:
     codings: int = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class _Selection:
     start: int
     end: int
@@ -269,6 +269,7 @@ class _Selection:
     memo: str
     key: tuple[Any, ...]  # what makes it unique: its GUIDs come from it
     order: tuple[Any, ...]  # where it goes among the selections of its source
+    source: _Source | None = None  # while the codings are read
 
 
 @dataclass
@@ -566,6 +567,8 @@ class _Project:
                         not has_text or t.text[t.map(start) : t.map(end)] == _LfText(str(text)).text
                     )
                 seg["text_ok"] = ok
+                if not self.with_segments:  # only what the check of a coding's segment needs
+                    seg = {k: seg[k] for k in ("segment_id", "doc_id", "text_ok")}
                 out[str(seg["segment_id"])] = seg
         return out
 
@@ -623,7 +626,8 @@ class _Project:
         reader = self.bundle.datasets.get("codings")
         position = {c.id: i for i, c in enumerate(self.book.codes)}
         checked: set[str] = set()
-        picked: list[tuple[tuple[Any, ...], str, _Source, int, int, _User, str]] = []
+        picked: list[_Selection] = []
+        guids: dict[str, str] = {}
         for table in _tables(reader, None) if reader is not None else []:
             for row in _coding_rows(table):
                 if row["status"] not in self.statuses:
@@ -650,22 +654,24 @@ class _Project:
                 user = self._user(row)
                 order = (start, end, position[row["code_id"]], user.name,
                          _STATUS_RANK.get(row["status"], 9), str(row["coding_id"]))  # fmt: skip
+                code_id = row["code_id"]
+                guid = guids.get(code_id)
+                if guid is None:
+                    guid = guids[code_id] = code_guid(self.book.name, code_id)
+                key = (doc_id, start, end, code_id, user.guid)
                 memo = _coding_memo(row, user)
-                picked.append((order, row["code_id"], source, start, end, user, memo))
+                picked.append(_Selection(start, end, guid, user, memo, key, order, source))
         seen: set[tuple[Any, ...]] = set()
-        guids: dict[str, str] = {}
-        picked.sort(key=lambda p: p[0])
-        for order, code_id, source, start, end, user, memo in picked:
-            key = (source.doc_id, start, end, code_id, user.guid)
-            if key in seen:  # QualCoder keeps one coding per code, coder and span
+        picked.sort(key=lambda p: p.order)
+        for sel in picked:
+            if sel.key in seen:  # QualCoder keeps one coding per code, coder and span
                 self.skipped["duplicate"] += 1
                 continue
-            seen.add(key)
-            user.codings += 1
-            guid = guids.get(code_id)
-            if guid is None:
-                guid = guids[code_id] = code_guid(self.book.name, code_id)
-            source.selections.append(_Selection(start, end, guid, user, memo, key, order))
+            seen.add(sel.key)
+            sel.user.codings += 1
+            if sel.source is not None:
+                sel.source.selections.append(sel)
+                sel.source = None  # the source holds its selections, not the other way
 
     def _code_segments(self, segments: Mapping[str, Mapping[str, Any]]) -> None:
         if not segments:
