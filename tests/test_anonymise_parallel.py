@@ -64,6 +64,7 @@ def test_two_workers_give_the_same_output_as_one(
 ) -> None:
     # one document per batch: more batches than the 2 * workers in flight
     monkeypatch.setattr(anonymise_stage, "BATCH", 1)
+    monkeypatch.setattr(anonymise_stage, "PASS2_POOL_CHARS", 0)  # pass 2 in workers too
     empty = KeyStore.load(tmp_path / "empty.key.json")
     empty.save()
     salted = empty.path.read_bytes()
@@ -128,3 +129,43 @@ def test_workers_default_to_the_runs_workers(
         result = qp.run("run", pipe, *args)
         assert result.exit_code == 0, result.stderr
         assert seen.pop() == expected
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_pass_two_workers_propagate_and_guard_like_one_process(
+    tmp_path: Path, workers: int
+) -> None:
+    from qualpipe import StageError
+    from qualpipe.anonymise.engine import Engine, Propagator
+    from qualpipe.anonymise.replace import Replaced
+
+    values = {"Sandviken": "PLACE", "Anna Berg": "PERSON"}
+    engine = Engine([], {})
+    propagator = Propagator(values.items())
+    texts = [f"I: Hi.\nP01: I moved to Sandviken in {i}. Anna Berg's dog.\n" for i in range(40)]
+    rows = [{"text": t, "doc_id": f"d{i}"} for i, t in enumerate(texts)]
+    spill = anonymise_stage._SpanSpill(None)
+    for _ in rows:
+        spill.append(anonymise_stage._pack([], [], []))
+    spill.rewind()
+    names: tuple[list[str], list[str]] = ([], [])
+    with anonymise_stage._Pass2(workers, propagator, values, engine, names) as pass2:
+        out = list(pass2.propagated([rows[:25], rows[25:]], spill))
+        assert [r["doc_id"] for part, _, _ in out for r in part] == [r["doc_id"] for r in rows]
+        assert [last for _, _, last in out][-1] is True
+        found = [[(s.start, s.end, s.entity_type) for s in spans] for _, m, _ in out for spans in m]
+        assert found == [
+            [(s.start, s.end, s.entity_type) for s in propagator.find(t)] for t in texts
+        ]
+        # a replaced text that still holds a value outside its replacements fails the
+        # stage, here or in a worker, and the message names the document, not the value
+        start = texts[0].index("Sandviken")
+        covered = [Replaced(start, start + 9, start, start + 9, "PLACE", "x", 1.0, "[Place 1]")]
+        name = texts[0].index("Anna Berg")
+        both = [*covered, Replaced(name, name + 9, name, name + 9, "PERSON", "x", 1.0, "[N 1]")]
+        pass2.guard([("d0", texts[0], both)] * 10)
+        with pytest.raises(StageError, match=r"leak guard: an original PERSON value .* d0 ") as err:
+            pass2.guard([("d0", texts[0], covered)] * 10)
+            pass2.finish()
+        assert "Anna" not in str(err.value)
+    spill.close()

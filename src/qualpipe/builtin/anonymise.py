@@ -17,10 +17,10 @@ import pickle
 import tempfile
 from array import array
 from collections import Counter, deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import pyarrow as pa
 import structlog
@@ -40,6 +40,11 @@ from qualpipe.schemas import DOCUMENTS, FINDINGS
 
 log = structlog.get_logger("qualpipe")
 BATCH = 64
+#: pass 2 goes to worker processes only above this much text: starting them costs
+#: about as much as pass 2 of 15 MB takes in one process
+PASS2_POOL_CHARS = 15_000_000
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 NAME_ATTRIBUTES = [
     "name", "full_name", "first_name", "last_name", "surname", "namn", "förnamn", "efternamn",
 ]  # fmt: skip
@@ -232,6 +237,122 @@ def _worker_detect(rows: list[dict[str, Any]], language: str | None) -> tuple[De
     return _detect_rows(_worker_engine, rows, language)
 
 
+#: pass 2 in a worker process: the propagator of the whole corpus's values
+_worker_propagator: Propagator | None = None
+_worker_priorities: dict[str, int] = {}
+
+
+def _init_pass2(values: list[tuple[str, str]], seen: set[str], priorities: dict[str, int]) -> None:
+    global _worker_propagator, _worker_priorities
+    _worker_propagator = Propagator(values, lowercase_seen=seen)
+    _worker_priorities = priorities
+
+
+def _propagate_rows(
+    propagator: Propagator,
+    priorities: Mapping[str, int],
+    texts: list[str],
+    packed: list[array[int]],
+    names: tuple[list[str], list[str]],
+) -> list[list[Span]]:
+    """Pass 1's spans of each text plus every mention of a known value, merged."""
+    out = []
+    for text, found in zip(texts, packed, strict=True):
+        spans = merge(list(_unpack(found, *names)) + propagator.find(text), priorities)
+        out.append([s for s in spans if text[s.start : s.end].strip()])
+    return out
+
+
+def _worker_propagate(
+    texts: list[str], packed: list[array[int]], names: tuple[list[str], list[str]]
+) -> list[list[Span]]:
+    assert _worker_propagator is not None, "worker not initialised"
+    return _propagate_rows(_worker_propagator, _worker_priorities, texts, packed, names)
+
+
+def _worker_guard(items: list[tuple[str, str, list[tuple[int, int]]]]) -> str | None:
+    assert _worker_propagator is not None, "worker not initialised"
+    for doc_id, new_text, covered in items:
+        problem = _leak(doc_id, new_text, covered, _worker_propagator)
+        if problem:
+            return problem
+    return None
+
+
+class _Pass2:
+    """Pass 2's propagation and leak guard, in this process or in a pool of workers.
+
+    Replacement stays here (pseudonyms are numbered in document order); finding every
+    mention of a known value before it and the leak guard after it are pure functions of
+    a text and go to the workers. Leak-guard results are collected before the stage
+    ends, so a leak still fails the stage before anything is committed.
+    """
+
+    def __init__(
+        self,
+        workers: int,
+        propagator: Propagator,
+        values: dict[str, str],
+        engine: Engine,
+        names: tuple[list[str], list[str]],
+    ) -> None:
+        self.propagator = propagator
+        self.priorities = dict(engine.priorities)
+        self.names = names
+        self.workers = workers
+        self.pool: Executor | None = None
+        if workers > 1:
+            args = (list(values.items()), set(engine.lowercase_seen), self.priorities)
+            self.pool = _pool(workers, _init_pass2, args)
+        self.guards: deque[Future[str | None]] = deque()
+
+    def __enter__(self) -> _Pass2:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            for fut in self.guards:
+                fut.cancel()
+            self.pool.shutdown(cancel_futures=True)
+
+    def propagated(
+        self, batches: Iterable[list[dict[str, Any]]], cache: _SpanSpill
+    ) -> Iterator[tuple[list[dict[str, Any]], list[list[Span]], bool]]:
+        """(rows, their merged spans, last chunk of its batch?) in document order."""
+
+        def chunks() -> Iterator[tuple[tuple[list[dict[str, Any]], bool], tuple[Any, ...]]]:
+            size = 16 if self.pool is not None else BATCH
+            for rows in batches:
+                for i in range(0, max(len(rows), 1), size):
+                    part = rows[i : i + size]
+                    texts = [r["text"] for r in part]
+                    packed = [cache.next() for _ in part]
+                    yield (part, i + size >= len(rows)), (texts, packed, self.names)
+
+        if self.pool is None:
+            for (part, last), args in chunks():
+                yield part, _propagate_rows(self.propagator, self.priorities, *args), last
+            return
+        depth = 2 * self.workers
+        for (part, last), spans in _in_order(self.pool, _worker_propagate, chunks(), depth):
+            yield part, spans, last
+
+    def guard(self, items: list[tuple[str, str, list[Replaced]]]) -> None:
+        """Check the replaced texts (here, or queued for a worker)."""
+        checks = [(d, t, [(r.start, r.end) for r in done]) for d, t, done in items]
+        if self.pool is None:
+            for doc_id, new_text, covered in checks:
+                _raise_leak(_leak(doc_id, new_text, covered, self.propagator))
+            return
+        self.guards.append(self.pool.submit(_worker_guard, checks))
+        while len(self.guards) > 2 * self.workers:
+            _raise_leak(self.guards.popleft().result())
+
+    def finish(self) -> None:
+        while self.guards:
+            _raise_leak(self.guards.popleft().result())
+
+
 def _picklable(*objects: Any) -> bool:
     try:
         pickle.dumps(objects)
@@ -262,30 +383,48 @@ def _detect_batches(
             engine.lowercase_seen |= seen
             yield rows, detected
         return
-    mp = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        workers, mp_context=mp, initializer=_init_worker, initargs=(recognisers, options)
-    ) as pool:
-        pending: deque[tuple[list[dict[str, Any]], Future[tuple[Detected, set[str]]]]] = deque()
-        try:
-            # smaller tasks than BATCH, so that the workers finish together
-            for batch in ctx.batches("documents", min(BATCH, 16)):
-                if len(pending) >= 2 * workers:
-                    rows, fut = pending.popleft()
-                    detected, seen = fut.result()
-                    engine.lowercase_seen |= seen
-                    yield rows, detected
-                rows = batch.to_pylist()
-                pending.append((rows, pool.submit(_worker_detect, rows, language)))
-            while pending:
-                rows, fut = pending.popleft()
-                detected, seen = fut.result()
-                engine.lowercase_seen |= seen
-                yield rows, detected
-        except BaseException:
-            for _, fut in pending:
-                fut.cancel()
-            raise
+    with _pool(workers, _init_worker, (recognisers, options)) as pool:
+        # smaller tasks than BATCH, so that the workers finish together
+        tasks = (
+            (rows, (rows, language))
+            for rows in (b.to_pylist() for b in ctx.batches("documents", min(BATCH, 16)))
+        )
+        for rows, (detected, seen) in _in_order(pool, _worker_detect, tasks, 2 * workers):
+            engine.lowercase_seen |= seen
+            yield rows, detected
+
+
+def _pool(workers: int, initializer: Callable[..., None], args: tuple[Any, ...]) -> Executor:
+    """A pool of ``workers`` spawned processes, each set up by ``initializer(*args)``."""
+    return ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=initializer,
+        initargs=args,
+    )
+
+
+def _in_order(
+    pool: Executor,
+    fn: Callable[..., _R],
+    tasks: Iterable[tuple[_T, tuple[Any, ...]]],
+    depth: int,
+) -> Iterator[tuple[_T, _R]]:
+    """``(tag, fn(*args))`` for every ``(tag, args)`` of ``tasks``, computed in ``pool``
+    and yielded in the order of ``tasks``, with at most ``depth`` tasks in flight."""
+    pending: deque[tuple[_T, Future[_R]]] = deque()
+    try:
+        for tag, args in tasks:
+            if len(pending) >= depth:
+                first, fut = pending.popleft()
+                yield first, fut.result()
+            pending.append((tag, pool.submit(fn, *args)))
+        while pending:
+            first, fut = pending.popleft()
+            yield first, fut.result()
+    finally:
+        for _, fut in pending:
+            fut.cancel()
 
 
 def run(ctx: StageContext) -> None:
@@ -317,8 +456,10 @@ def run(ctx: StageContext) -> None:
     rec_names: list[str] = []
     type_names: list[str] = []
     workers = params["workers"] or ctx.workers
+    chars = 0
     for rows, detected in _detect_batches(ctx, engine, options, workers):
         for row, (doc, spans) in zip(rows, detected, strict=True):
+            chars += len(row["text"])
             cache.append(_pack(spans, rec_names, type_names))
             collect_values(row["text"], spans, values)
             for name, value in doc.attributes.items():
@@ -349,43 +490,49 @@ def run(ctx: StageContext) -> None:
     )
     stats: Counter[str] = Counter()
     index = 0
+    docs_out: list[dict[str, Any]] = []
+    findings: list[dict[str, Any]] = []
+    batches = (b.to_pylist() for b in ctx.batches("documents", BATCH))
     try:
-        for batch in ctx.batches("documents", BATCH):
-            docs_out: list[dict[str, Any]] = []
-            findings: list[dict[str, Any]] = []
-            for row in batch.to_pylist():
-                text = row["text"]
-                doc = _doc_context(row, options["language"])
-                found = list(_unpack(cache.next(), rec_names, type_names))
-                index += 1
-                spans = merge(found + propagator.find(text), engine.priorities)
-                spans = [s for s in spans if text[s.start : s.end].strip()]
-                new_text, done = replacer.apply(text, spans, doc.language)
-                _leak_guard(row["doc_id"], new_text, done, propagator)
-                docs_out.append(
-                    _anonymised_row(
-                        row, new_text, done, replacer, propagator, name_attrs, doc.language
+        pool2 = workers if chars >= PASS2_POOL_CHARS else 1
+        with _Pass2(pool2, propagator, values, engine, (rec_names, type_names)) as pass2:
+            for rows, merged, last in pass2.propagated(batches, cache):
+                checks = []
+                for row, spans in zip(rows, merged, strict=True):
+                    doc = _doc_context(row, options["language"])
+                    index += 1
+                    new_text, done = replacer.apply(row["text"], spans, doc.language)
+                    checks.append((row["doc_id"], new_text, done))
+                    docs_out.append(
+                        _anonymised_row(
+                            row, new_text, done, replacer, propagator, name_attrs, doc.language
+                        )
                     )
-                )
-                for r in done:
-                    stats[r.entity_type] += 1
-                    findings.append(
-                        {
-                            "doc_id": row["doc_id"],
-                            "start": r.start,
-                            "end": r.end,
-                            "entity_type": r.entity_type,
-                            "recogniser": r.recogniser,
-                            "score": r.score,
-                            "replacement": r.replacement,
-                        }
-                    )
-                if review is not None:
-                    review.add(row["doc_id"], new_text, done, row.get("participant_id") or "")
-                ctx.advance()
-            ctx.write("documents", pa.Table.from_pylist(docs_out, schema=DOCUMENTS.schema))
-            if findings:
-                ctx.write("findings", pa.Table.from_pylist(findings, schema=FINDINGS.schema))
+                    for r in done:
+                        stats[r.entity_type] += 1
+                        findings.append(
+                            {
+                                "doc_id": row["doc_id"],
+                                "start": r.start,
+                                "end": r.end,
+                                "entity_type": r.entity_type,
+                                "recogniser": r.recogniser,
+                                "score": r.score,
+                                "replacement": r.replacement,
+                            }
+                        )
+                    if review is not None:
+                        review.add(row["doc_id"], new_text, done, row.get("participant_id") or "")
+                    ctx.advance()
+                pass2.guard(checks)
+                if last:
+                    ctx.write("documents", pa.Table.from_pylist(docs_out, schema=DOCUMENTS.schema))
+                    if findings:
+                        ctx.write(
+                            "findings", pa.Table.from_pylist(findings, schema=FINDINGS.schema)
+                        )
+                    docs_out, findings = [], []
+            pass2.finish()
     finally:
         cache.close()
         if review is not None:
@@ -452,17 +599,23 @@ def _anonymised_row(
     }
 
 
-def _leak_guard(doc_id: str, new_text: str, done: list[Replaced], propagator: Propagator) -> None:
-    """Fail closed if an original value survives outside the replacements."""
-    covered = [(r.start, r.end) for r in done]
+def _leak(
+    doc_id: str, new_text: str, covered: list[tuple[int, int]], propagator: Propagator
+) -> str | None:
+    """Leak guard: a message if an original value survives outside the replacements."""
     for span in propagator.find(new_text):
         if not any(s <= span.start and span.end <= e for s, e in covered):
-            raise StageError(
-                "anonymise",
+            return (
                 f"leak guard: an original {span.entity_type} value is still in document "
                 f"{doc_id} at offset {span.start} after replacement; nothing was written. "
-                "Please report this; as a workaround add the value to the deny list",
+                "Please report this; as a workaround add the value to the deny list"
             )
+    return None
+
+
+def _raise_leak(problem: str | None) -> None:
+    if problem:
+        raise StageError("anonymise", problem)
 
 
 BUILTIN_RECOGNISERS = (CONTEXT, GAZETTEER, PROPER_NOUNS, DEMONYMS)
