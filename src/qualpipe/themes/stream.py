@@ -68,6 +68,8 @@ SAMPLE_SLACK = 1.25
 READ_BATCH = 16_384
 #: Roll-up rows held in memory before they are spilled.
 SPILL_ROWS = 500_000
+#: Most entries in one run of the segment-id look-up (and text keys sorted at once).
+RUN_MAX = 1 << 20
 #: Segment-term entries handled at once when scoring and adding up centroids.
 BLOCK_ENTRIES = 262_144
 #: Assignment rows per write.
@@ -172,8 +174,8 @@ class SegmentIndex:
     The ids themselves and the text keys are spilled to ``folder``, one file per chunk.
     """
 
-    hashes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    positions: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    #: the id look-up: runs of (sorted id hashes, their positions), see :func:`_add_run`
+    id_runs: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
     chunk_starts: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))
     docs: list[str] = field(default_factory=list)
     participants: list[str] = field(default_factory=list)
@@ -226,19 +228,19 @@ class SegmentIndex:
 
     def lookup(self, ids: Sequence[str | None]) -> np.ndarray:
         """Positions of ``ids`` (-1 where unknown)."""
-        if not len(self.hashes):
-            return np.full(len(ids), -1, dtype=np.int64)
+        out = np.full(len(ids), -1, dtype=np.int64)
         h = np.array([hash(i) for i in ids], dtype=np.int64)
-        at = np.searchsorted(self.hashes, h)
-        at[at >= len(self.hashes)] = 0
-        found = (self.hashes[at] == h) & np.array([i is not None for i in ids], dtype=bool)
-        out: np.ndarray = np.where(found, self.positions[at], -1).astype(np.int64)
+        known = np.array([i is not None for i in ids], dtype=bool)
+        for hashes, positions in self.id_runs:
+            at = np.searchsorted(hashes, h)
+            at[at >= len(hashes)] = 0
+            found = (hashes[at] == h) & known
+            out[found] = positions[at[found]]
         return out
 
     def drop_lookup(self) -> None:
         """Free the id look-up (once the codings are read)."""
-        self.hashes = np.zeros(0, np.int64)
-        self.positions = np.zeros(0, np.int32)
+        self.id_runs = []
 
     def chunk_of(self, segs: np.ndarray) -> np.ndarray:
         out: np.ndarray = np.searchsorted(self.chunk_starts, segs, side="right") - 1
@@ -335,16 +337,33 @@ class Stats:
         }
 
 
-def _repeated(hashes: np.ndarray, runs: Sequence[np.ndarray]) -> np.ndarray:
+def _repeated(hashes: np.ndarray, runs: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
     """Per hash: seen in one of the sorted ``runs``, or earlier in ``hashes`` itself."""
     out = np.ones(len(hashes), dtype=bool)
     out[np.unique(hashes, return_index=True)[1]] = False
-    for run in runs:
+    for run, _ in runs:
         if len(run):
             at = np.searchsorted(run, hashes)
             at[at >= len(run)] = 0
             out |= run[at] == hashes
     return out
+
+
+def _add_run(
+    runs: list[tuple[np.ndarray, np.ndarray]], hashes: np.ndarray, positions: np.ndarray
+) -> None:
+    """Add (hash, position) pairs to the sorted ``runs``, merging the last runs while the
+    one before is no bigger and the merged run stays within :data:`RUN_MAX` (so the runs
+    are few, and no merge needs more than a bounded amount of memory)."""
+    order = np.argsort(hashes, kind="stable")
+    runs.append((hashes[order], positions[order].astype(np.int32)))
+    while len(runs) > 1 and len(runs[-2][0]) <= len(runs[-1][0]):
+        (h1, p1), (h2, p2) = runs[-2], runs[-1]
+        if len(h1) + len(h2) > RUN_MAX:
+            break
+        h, p = np.concatenate([h1, h2]), np.concatenate([p1, p2])
+        order = np.argsort(h, kind="stable")
+        runs[-2:] = [(h[order], p[order])]
 
 
 def _pair_counts(masks: np.ndarray, names: Sequence[str]) -> Counter[tuple[str, str]]:
@@ -459,10 +478,9 @@ class ThemeEngine:
         pair_of: dict[tuple[int, int], int] = {}
         ctx_of: dict[tuple[Any, ...], int] = {}
         ctx_cols: list[list[int]] = [[], [], [], []]  # doc, participant, attribute set, pair
-        runs: list[np.ndarray] = []  # sorted hashes of the ids of earlier batches
         ctx_parts: list[np.ndarray] = []
         flag_parts: list[np.ndarray] = []
-        hashes: list[np.ndarray] = []
+        runs = ix.id_runs  # sorted hashes of the ids of earlier batches, with positions
         vocab: dict[str, int] = {}
         df: list[int] = []
         total = 0
@@ -564,13 +582,9 @@ class ThemeEngine:
                 out.write_table(table)
             total += len(keep)
             starts.append(total)
-            hashes.append(batch_hashes[~repeated])
-            runs.append(np.sort(hashes[-1]))
-            if len(runs) > 16:
-                runs = [np.sort(np.concatenate(runs))]
+            _add_run(runs, batch_hashes[~repeated], np.arange(total - len(keep), total))
             ctx_parts.append(np.array(ctxs, dtype=np.int32))
             flag_parts.append(np.array(flags, dtype=np.uint8))
-        runs.clear()
         ix.chunk_starts = np.array(starts, dtype=np.int64)
         ix.ctx = np.concatenate(ctx_parts) if ctx_parts else np.zeros(0, np.int32)
         ix.flags = np.concatenate(flag_parts) if flag_parts else np.zeros(0, np.uint8)
@@ -578,13 +592,6 @@ class ThemeEngine:
         ix.ctx_doc, ix.ctx_part, ix.ctx_attrset, ix.ctx_pair = (
             np.array(col, dtype=np.int32) for col in ctx_cols
         )
-        all_hashes = np.concatenate(hashes) if hashes else np.zeros(0, np.int64)
-        hashes.clear()
-        order = np.argsort(all_hashes, kind="stable")
-        ix.hashes = all_hashes[order]
-        del all_hashes
-        ix.positions = order.astype(np.int32)
-        del order
         ix.repeated = self._repeated_keys()
         # TF-IDF over the vocabulary in sorted order, as TfidfMatrix.fit builds it.
         self.vocab_sorted = sorted(vocab)
@@ -599,15 +606,19 @@ class ThemeEngine:
     def _repeated_keys(self) -> np.ndarray:
         """The text keys that more than one quote candidate has (sorted)."""
         ix = self.index
-        parts = [np.zeros(0, np.int64)]
-        for n in range(ix.n_chunks):
-            lo, hi = int(ix.chunk_starts[n]), int(ix.chunk_starts[n + 1])
-            parts.append(ix.textkeys(n)[~ix.has(INTERVIEWER | BLANK, slice(lo, hi))])
-        keys = np.concatenate(parts)
-        del parts
-        keys.sort()
-        again = keys[1:][keys[1:] == keys[:-1]]
-        out: np.ndarray = np.unique(again)
+        buckets = len(ix) // RUN_MAX + 1  # keys by remainder: a bounded share at once
+        found = [np.zeros(0, np.int64)]
+        for b in range(buckets):
+            parts = [np.zeros(0, np.int64)]
+            for n in range(ix.n_chunks):
+                lo, hi = int(ix.chunk_starts[n]), int(ix.chunk_starts[n + 1])
+                keys = ix.textkeys(n)[~ix.has(INTERVIEWER | BLANK, slice(lo, hi))]
+                parts.append(keys[keys % buckets == b] if buckets > 1 else keys)
+            keys = np.concatenate(parts)
+            del parts
+            keys.sort()
+            found.append(np.unique(keys[1:][keys[1:] == keys[:-1]]))
+        out: np.ndarray = np.sort(np.concatenate(found))
         return out
 
     def _rows(self, n: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
