@@ -15,6 +15,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -186,6 +187,8 @@ def test_streaming_engine_equals_the_reference(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int, batch: int, per_theme: int
 ) -> None:
     monkeypatch.setattr(stream, "SPILL_ROWS", 100 * seed)  # spilled in many pieces
+    monkeypatch.setattr(stream, "RUN_MAX", 50 * seed)  # many id look-up runs, key buckets
+    monkeypatch.setattr(stream, "BLOCK_ENTRIES", 7 * seed)  # scores and centroids in blocks
     segments_t, codings_t, book = _corpus(seed, 1500)
     options = QuoteOptions(per_theme=per_theme, min_words=15, max_words=30, label="number")
     expected = _reference(segments_t, codings_t, book, options)
@@ -215,3 +218,46 @@ def test_proposals_sample_is_seeded_and_bounded(
     clustered = [r for r in runs[0] if r["theme_id"].startswith("proposal-")]
     assert clustered and all("a seeded sample of" in r["description"] for r in clustered)
     assert sum(r["segments"] for r in clustered) == 100
+
+
+def test_proposals_sample_is_the_smallest_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sample (cut back as it grows, new segments filtered by the current cut-off) is
+    the PROPOSAL_CAP eligible segments with the smallest keyed hashes of their ids."""
+    segments_t, codings_t, book = _corpus(5, 1500)
+    options = QuoteOptions(per_theme=2)
+    monkeypatch.setattr(stream, "PROPOSAL_CAP", 150)
+    monkeypatch.setattr(stream, "SAMPLE_SLACK", 1.1)
+    _, engine = _streamed(segments_t, codings_t, book, options, tmp_path, 40)
+    first: dict[str, Segment] = {}
+    for row in segments_t.to_pylist():
+        if row["segment_id"] not in first:
+            first[row["segment_id"]] = Segment.from_row(row, len(first))
+    matrix = TfidfMatrix.fit([s.text for s in first.values()])
+    eligible = [
+        s.segment_id
+        for s, has_words in zip(first.values(), matrix.nonempty(), strict=True)
+        if has_words and not is_interviewer(s.speaker, options.interviewer_labels)
+    ]
+    assert engine.sample_total == len(eligible) > 150
+    expected = sorted(eligible, key=lambda i: (stream._sample_key(i, 7), first[i].order))[:150]
+    assert sorted(engine.index.ids(sorted(engine.sample))) == sorted(expected)
+
+
+def test_segment_lookup_runs_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Id look-up runs merge while the one before is no bigger, up to RUN_MAX entries,
+    and every id is found in them."""
+    monkeypatch.setattr(stream, "RUN_MAX", 12)
+    index = stream.SegmentIndex()
+    total = 0
+    for size in [5, 5, 5, 3, 8, 5, 5, 5, 5, 5, 1]:
+        ids = [f"doc:s{i}" for i in range(total, total + size)]
+        hashes = np.array([hash(i) for i in ids], dtype=np.int64)
+        stream._add_run(index.id_runs, hashes, np.arange(total, total + size))
+        total += size
+    sizes = [len(h) for h, _ in index.id_runs]
+    assert max(sizes) <= 12 and len(sizes) < 11 and sum(sizes) == total
+    assert all(list(h) == sorted(h) for h, _ in index.id_runs)
+    ids = [f"doc:s{i}" for i in range(total)]
+    assert index.lookup([*ids, "elsewhere", None]).tolist() == [*range(total), -1, -1]
