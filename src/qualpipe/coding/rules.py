@@ -86,6 +86,9 @@ class _Term:
     matchers: tuple[int, ...]  # one matcher per word of the keyword
 
 
+_Later = tuple[int, int, tuple[int, ...]]
+
+
 @dataclass
 class RulesState:
     """The compiled codebook (built by :func:`setup_rules`)."""
@@ -111,6 +114,11 @@ class RulesState:
     cache: dict[str, frozenset[int]] = field(default_factory=dict)
     #: the words of ``cache`` that satisfy some matcher
     matched: dict[str, frozenset[int]] = field(default_factory=dict)
+    #: each word of ``matched`` -> the terms it starts: one-word terms as (code, term),
+    #: longer ones as (code, term, the matchers of its other words)
+    plans: dict[str, tuple[tuple[tuple[int, int], ...], tuple[_Later, ...]]] = field(
+        default_factory=dict
+    )
 
 
 def _options(options: Mapping[str, Any]) -> tuple[bool, int, int, tuple[str, ...]]:
@@ -264,6 +272,16 @@ def _matchers(state: RulesState, word: str) -> frozenset[int]:
     state.cache[word] = found
     if found:
         state.matched[word] = found
+        singles: list[tuple[int, int]] = []
+        longer: list[_Later] = []
+        for mid in sorted(found):
+            for t in state.starts.get(mid, ()):
+                term = state.terms[t]
+                if len(term.matchers) == 1:
+                    singles.append((term.code, t))
+                else:
+                    longer.append((term.code, t, term.matchers[1:]))
+        state.plans[word] = (tuple(singles), tuple(longer))
     return found
 
 
@@ -323,8 +341,8 @@ def code_rules(segments: Sequence[Mapping[str, Any]], ctx: CoderContext) -> Iter
     if state is None:  # called without the code stage (tests, notebooks)
         state = setup_rules(ctx.codebook, ctx.options)
     n_keyword_terms = len(state.terms)
-    cache, matched, terms, term_starts = state.cache, state.matched, state.terms, state.starts
-    window = state.window
+    cache, matched, plans = state.cache, state.matched, state.plans
+    window, negate = state.window, state.negation
     empty: frozenset[int] = frozenset()
     for seg in segments:
         text: str = seg["text"]
@@ -337,38 +355,60 @@ def code_rules(segments: Sequence[Mapping[str, Any]], ctx: CoderContext) -> Iter
             if len(cache) + len(new) > 500_000:  # a bound for very long runs: start afresh
                 cache.clear()
                 matched.clear()
+                plans.clear()
                 new = unique
             for word in new:
                 _matchers(state, word)
         negation: _Negation | None = None
-        # code index -> term number -> [(start, end)] in the segment text
-        hits: dict[int, dict[int, list[tuple[int, int]]]] = {}
+        # code index -> (its terms found, their (start, end) spans in the segment text)
+        hits: dict[int, tuple[set[int], set[tuple[int, int]]]] = {}
         found = matched.keys() & unique
         if found:
             n_words = len(words)
             for i in [i for i, word in enumerate(words) if word in found]:
-                for mid in matched[words[i]]:
-                    for t in term_starts.get(mid, ()):
-                        term = terms[t]
-                        size = len(term.matchers)
-                        last = i + size - 1
-                        if size > 1 and (
-                            last >= n_words
-                            or any(
-                                term.matchers[k] not in matched.get(words[i + k], empty)
-                                for k in range(1, size)
-                            )
-                        ):
-                            continue
-                        if state.negation:
-                            if negation is None:
-                                spans = list(zip(word_starts, word_ends, strict=True))
-                                negation = _Negation(text, words, spans)
-                            if negation(i, last, window):
-                                continue
-                        hits.setdefault(term.code, {}).setdefault(t, []).append(
-                            (word_starts[i], word_ends[last])
+                singles, longer = plans[words[i]]
+                if singles:
+                    if negate:
+                        if negation is None:
+                            spans = list(zip(word_starts, word_ends, strict=True))
+                            negation = _Negation(text, words, spans)
+                        if negation(i, i, window):
+                            singles = ()
+                    span = (word_starts[i], word_ends[i])
+                    for c, t in singles:
+                        entry = hits.get(c)
+                        if entry is None:
+                            entry = hits[c] = (set(), set())
+                        entry[0].add(t)
+                        entry[1].add(span)
+                if not longer or i + 1 == n_words:
+                    continue
+                after = matched.get(words[i + 1])  # a longer term needs the next word
+                if after is None:
+                    continue
+                for c, t, rest in longer:
+                    if rest[0] not in after:
+                        continue
+                    last = i + len(rest)
+                    if last > i + 1 and (
+                        last >= n_words
+                        or any(
+                            mid not in matched.get(words[i + k], empty)
+                            for k, mid in enumerate(rest[1:], 2)
                         )
+                    ):
+                        continue
+                    if negate:
+                        if negation is None:
+                            spans = list(zip(word_starts, word_ends, strict=True))
+                            negation = _Negation(text, words, spans)
+                        if negation(i, last, window):
+                            continue
+                    entry = hits.get(c)
+                    if entry is None:
+                        entry = hits[c] = (set(), set())
+                    entry[0].add(t)
+                    entry[1].add((word_starts[i], word_ends[last]))
         patterns = state.patterns
         if state.any_pattern is not None and state.any_pattern.search(text) is None:
             patterns = []
@@ -377,7 +417,7 @@ def code_rules(segments: Sequence[Mapping[str, Any]], ctx: CoderContext) -> Iter
                 for m in pattern.finditer(text):
                     if m.end() == m.start():
                         continue
-                    if state.negation:
+                    if negate:
                         if negation is None:
                             spans = list(zip(word_starts, word_ends, strict=True))
                             negation = _Negation(text, words, spans)
@@ -388,12 +428,16 @@ def code_rules(segments: Sequence[Mapping[str, Any]], ctx: CoderContext) -> Iter
                         last = max(first - 1, bisect_left(word_starts, m.end()) - 1)
                         if negation(first, last, window):
                             continue
-                    hits.setdefault(c, {}).setdefault(n_keyword_terms + number, []).append(m.span())
+                    entry = hits.get(c)
+                    if entry is None:
+                        entry = hits[c] = (set(), set())
+                    entry[0].add(n_keyword_terms + number)
+                    entry[1].add(m.span())
         for c in sorted(hits):
-            found_terms = hits[c]
+            found_terms, found_spans = hits[c]
             if len(found_terms) < state.min_matches:
                 continue
-            where = sorted({span for occ in found_terms.values() for span in occ})
+            where = sorted(found_spans)
             yield Suggestion(
                 segment_id=seg["segment_id"],
                 code_id=state.code_ids[c],
