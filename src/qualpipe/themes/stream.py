@@ -38,6 +38,7 @@ import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +118,24 @@ def _decode(mask: np.ndarray) -> list[int]:
             out.append(w * 64 + low.bit_length() - 1)
             word ^= low
     return out
+
+
+class _Terms(dict[str, int]):
+    """word -> term id, given on first sight; -1 for a word that never counts (one letter,
+    a stop word)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.words: list[str] = []
+
+    def __missing__(self, word: str) -> int:
+        if len(word) < 2 or word in DROPPED:
+            t = -1
+        else:
+            t = len(self.words)
+            self.words.append(word)
+        self[word] = t
+        return t
 
 
 class _Reducer:
@@ -481,8 +500,8 @@ class ThemeEngine:
         ctx_parts: list[np.ndarray] = []
         flag_parts: list[np.ndarray] = []
         runs = ix.id_runs  # sorted hashes of the ids of earlier batches, with positions
-        vocab: dict[str, int] = {}
-        df: list[int] = []
+        terms_of = _Terms()
+        df = np.zeros(0, dtype=np.int64)
         total = 0
         starts = [0]
         for batch in batches:
@@ -555,25 +574,26 @@ class ThemeEngine:
                 textkeys.append(
                     0 if bits & (INTERVIEWER | BLANK) else hash(" ".join(text.casefold().split()))
                 )
-                before = len(terms)
-                for word, n in raw_counts(text).items():
-                    if len(word) < 2 or word in DROPPED:
-                        continue
-                    t = vocab.get(word)
-                    if t is None:
-                        t = vocab[word] = len(df)
-                        df.append(0)
-                    df[t] += 1
-                    terms.append(t)
-                    tfs.append(n)
-                lengths.append(len(terms) - before)
-                flags.append(bits | HAS_TERMS if len(terms) > before else bits)
+                counts = raw_counts(text)
+                terms.extend(map(terms_of.__getitem__, counts))  # -1: a word that never counts
+                tfs.extend(counts.values())
+                lengths.append(len(counts))
+                flags.append(bits)
             if not keep:
                 continue
             n = len(starts) - 1
-            np.save(self.spill / f"len-{n}.npy", np.array(lengths, dtype=np.int32))
-            np.save(self.spill / f"term-{n}.npy", np.array(terms, dtype=np.int32))
-            np.save(self.spill / f"tf-{n}.npy", np.array(tfs, dtype=np.int32))
+            term_arr = np.array(terms, dtype=np.int32)
+            counted = term_arr >= 0
+            owner = np.repeat(np.arange(len(lengths)), lengths)
+            per_row = np.bincount(owner[counted], minlength=len(lengths)).astype(np.int32)
+            term_arr = term_arr[counted]
+            if len(df) < len(terms_of.words):
+                df = np.r_[df, np.zeros(len(terms_of.words) - len(df), dtype=np.int64)]
+            df += np.bincount(term_arr, minlength=len(df))  # distinct words of each segment
+            flag_arr = np.array(flags, dtype=np.uint8) | np.where(per_row > 0, HAS_TERMS, 0)
+            np.save(self.spill / f"len-{n}.npy", per_row)
+            np.save(self.spill / f"term-{n}.npy", term_arr)
+            np.save(self.spill / f"tf-{n}.npy", np.array(tfs, dtype=np.int32)[counted])
             np.save(self.spill / f"key-{n}.npy", np.array(textkeys, dtype=np.int64))
             ids = _column(batch, "segment_id")
             ids = ids if len(keep) == len(ids) else ids.take(keep)
@@ -584,7 +604,7 @@ class ThemeEngine:
             starts.append(total)
             _add_run(runs, batch_hashes[~repeated], np.arange(total - len(keep), total))
             ctx_parts.append(np.array(ctxs, dtype=np.int32))
-            flag_parts.append(np.array(flags, dtype=np.uint8))
+            flag_parts.append(flag_arr.astype(np.uint8))
         ix.chunk_starts = np.array(starts, dtype=np.int64)
         ix.ctx = np.concatenate(ctx_parts) if ctx_parts else np.zeros(0, np.int32)
         ix.flags = np.concatenate(flag_parts) if flag_parts else np.zeros(0, np.uint8)
@@ -594,12 +614,14 @@ class ThemeEngine:
         )
         ix.repeated = self._repeated_keys()
         # TF-IDF over the vocabulary in sorted order, as TfidfMatrix.fit builds it.
-        self.vocab_sorted = sorted(vocab)
+        words = terms_of.words
+        self.vocab_sorted = sorted(words)
         position = {w: i for i, w in enumerate(self.vocab_sorted)}
-        self.remap = np.array([position[w] for w in vocab], dtype=np.int64)
+        self.remap = np.array([position[w] for w in words], dtype=np.int64)
         n = len(ix)
+        df_of = dict(zip(words, df.tolist(), strict=True))
         self.idf = np.array(
-            [np.log((1 + n) / (1 + df[vocab[w]])) + 1 for w in self.vocab_sorted],
+            [np.log((1 + n) / (1 + df_of[w])) + 1 for w in self.vocab_sorted],
             dtype=np.float64,
         )
 
@@ -622,8 +644,13 @@ class ThemeEngine:
         return out
 
     def _rows(self, n: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
-        """(first segment, indptr, indices, data) of chunk ``n``: unit TF-IDF rows."""
+        """(first segment, indptr, indices, data) of chunk ``n``: unit TF-IDF rows
+        (computed once, then read back)."""
         first = int(self.index.chunk_starts[n])
+        path = self.spill / f"rows-{n}.npz"
+        if path.exists():
+            with np.load(path) as f:
+                return first, f["indptr"], f["indices"], f["data"]
         lengths = np.load(self.spill / f"len-{n}.npy").astype(np.int64)
         terms = self.remap[np.load(self.spill / f"term-{n}.npy")]
         tf = np.load(self.spill / f"tf-{n}.npy").astype(np.float64)
@@ -632,12 +659,12 @@ class ThemeEngine:
         terms, tf = terms[order], tf[order]
         weights = (1 + np.log(tf)) * self.idf[terms]
         indptr = np.r_[0, np.cumsum(lengths)].astype(np.int64)
-        data = np.empty_like(weights)
-        for r in range(len(lengths)):
-            lo, hi = indptr[r], indptr[r + 1]
-            w = weights[lo:hi]
-            norm = float(np.sqrt(np.dot(w, w)))
-            data[lo:hi] = w / norm if norm else w
+        bounds = indptr.tolist()
+        # np.dot row by row: the rounding of TfidfMatrix.fit
+        squares = [float(np.dot(weights[lo:hi], weights[lo:hi])) for lo, hi in pairwise(bounds)]
+        norms = np.repeat(np.sqrt(np.array(squares, dtype=np.float64)), lengths)
+        data = np.where(norms != 0, weights / np.where(norms != 0, norms, 1.0), weights)
+        np.savez(path, indptr=indptr, indices=terms, data=data)
         return first, indptr, terms, data
 
     # -- pass 2: codings -----------------------------------------------------------------
