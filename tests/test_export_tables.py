@@ -206,3 +206,22 @@ def test_empty_datasets_still_get_a_header_and_a_schema(tmp_path: Path) -> None:
     assert csv_path.read_bytes() == b"\xef\xbb\xbf" + ",".join(SCHEMA.names).encode() + b"\r\n"
     [pq_path] = PARQUET.export(bundle)
     assert pq.read_table(pq_path).schema.equals(reader.schema)
+
+
+def test_csv_puts_the_small_batches_of_many_parts_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    table = nasty_table(70)
+    reader = _dataset(tmp_path / "data" / "codings", table, parts=7)
+    seen: list[int] = []
+    real = tables.csv_rows
+
+    def spy(batch: pa.RecordBatch, types: list[pa.DataType]) -> pa.Buffer:
+        seen.append(batch.num_rows)
+        return real(batch, types)
+
+    monkeypatch.setattr(tables, "csv_rows", spy)
+    [path] = CSV.export(ExportBundle(datasets={"codings": reader}, out_dir=tmp_path / "out"))
+    assert seen == [70]  # one call for seven part files
+    header = ",".join(SCHEMA.names).encode() + b"\r\n"
+    assert path.read_bytes() == b"\xef\xbb\xbf" + header + reference(table)

@@ -60,7 +60,7 @@ def available(bundle: ExportBundle) -> list[str]:
 
 
 #: Bytes of Arrow data per batch read (long documents come a few at a time).
-BATCH_BYTES = 16 * 1024 * 1024
+BATCH_BYTES = 4 * 1024 * 1024
 
 
 def _batches(reader: DatasetReader) -> Iterator[pa.RecordBatch]:
@@ -70,6 +70,32 @@ def _batches(reader: DatasetReader) -> Iterator[pa.RecordBatch]:
         size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
         per_row = size / meta.num_rows if meta.num_rows else 1
         yield from pf.iter_batches(batch_size=max(1, min(16384, int(BATCH_BYTES / per_row))))
+
+
+def _full_batches(reader: DatasetReader, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    """:func:`_batches` with the small batches of small part files put together up to
+    :data:`BATCH_BYTES` (Arrow kernels cost per call: a batch per part file of a few
+    hundred rows is slow), every batch of ``schema``."""
+    pending: list[pa.RecordBatch] = []
+    size = 0
+    for batch in _batches(reader):
+        if not batch.num_rows:
+            continue
+        if not batch.schema.equals(schema, check_metadata=False):
+            batch = pa.Table.from_batches([batch]).cast(schema).combine_chunks().to_batches()[0]
+        if pending and size + batch.nbytes > BATCH_BYTES:
+            yield _one_batch(pending, schema)
+            pending, size = [], 0
+        pending.append(batch)
+        size += batch.nbytes
+    if pending:
+        yield _one_batch(pending, schema)
+
+
+def _one_batch(batches: list[pa.RecordBatch], schema: pa.Schema) -> pa.RecordBatch:
+    if len(batches) == 1:
+        return batches[0]
+    return pa.Table.from_batches(batches, schema).combine_chunks().to_batches()[0]
 
 
 def _column_batches(reader: DatasetReader, columns: list[str]) -> Iterator[pa.RecordBatch]:
@@ -165,9 +191,8 @@ def export_csv(bundle: ExportBundle) -> Sequence[Path]:
             fh.flush()
             out = fh.buffer  # the rows as bytes, after the BOM and the header
             types = [f.type for f in schema]
-            for batch in _batches(reader):
-                if batch.num_rows:
-                    out.write(csv_rows(batch, types))
+            for batch in _full_batches(reader, schema):
+                out.write(csv_rows(batch, types))
         paths.append(path)
     return paths
 
