@@ -158,6 +158,15 @@ class TfidfIndex:
     def __post_init__(self) -> None:
         #: lower-cased word -> its feature (_SKIP for words that are no content words)
         self._features: dict[str, str] = {}
+        #: by term count c: 1 + ln c, and ((1 + ln c) * oov_idf) ** 2 (index 0 unused)
+        self._tf: list[float] = [0.0]
+        self._oov_sq: list[float] = [0.0]
+
+    def _grow(self, most: int) -> None:
+        for count in range(len(self._tf), max(2 * most, 64)):
+            w = 1 + math.log(count)
+            self._tf.append(w)
+            self._oov_sq.append((w * self.oov_idf) ** 2)
 
     def _feature(self, word: str) -> str:
         """One feature per word: its first stem that a code has, else its first stem."""
@@ -188,10 +197,15 @@ class TfidfIndex:
         known = [f for f in counts if f in vocab]
         if not known:
             return _NO_COLS, _NO_WEIGHTS, []
+        most = max(counts.values())
+        if most >= len(self._tf):
+            self._grow(most)
+        tf = self._tf
         cols = np.array([vocab[f] for f in known], dtype=np.intp)
-        weights = np.array([1 + math.log(counts[f]) for f in known]) * self.idf[cols]
-        unknown = [1 + math.log(c) for f, c in counts.items() if f not in vocab]
-        norm = math.sqrt(float(weights @ weights) + sum((w * self.oov_idf) ** 2 for w in unknown))
+        weights = np.array([tf[counts[f]] for f in known]) * self.idf[cols]
+        unknown = [c for f, c in counts.items() if f not in vocab]
+        # the sum of ((1 + ln tf) * oov_idf) ** 2 over the unknown words, in text order
+        norm = math.sqrt(float(weights @ weights) + sum(map(self._oov_sq.__getitem__, unknown)))
         if norm:
             weights = weights / norm
         where = [feats.index(f) for f in known]
