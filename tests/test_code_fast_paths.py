@@ -203,3 +203,33 @@ def test_codings_table_column_by_column_equals_the_rows() -> None:
     assert table.column("score").to_pylist() == [0.5, 1.0, 0.25]
     assert table.column("start").to_pylist() == [10, 15, 10]
     assert _table([], "v1").num_rows == 0
+
+
+def test_code_stage_hashes_the_codebook_once_and_matches_the_rows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from qualpipe.builtin import code as code_stage
+    from qualpipe.stage import BatchContext
+
+    table = BOOK.to_table()
+    calls = []
+    real = Codebook.version.fget
+    assert real is not None
+    monkeypatch.setattr(Codebook, "version", property(lambda b: calls.append(1) or real(b)))
+    monkeypatch.setattr(code_stage, "_BOOKS", {})
+    texts = TRICKY[:4]
+    segs = [{**s, "doc_id": "d", "speaker": None, "participant_id": None} for s in _segments(texts)]
+    params = {"coders": ["rules", {"name": "semantic", "top_k": 0}], "min_score": 0.0, "top_k": 0}
+    ctx = BatchContext(
+        "code",
+        params,
+        side={"codebook": table},
+        components={"coder": {"rules": RULES, "semantic": SEMANTIC}},
+    )
+    batch = pa.RecordBatch.from_pylist(segs)
+    first = code_stage.process_batch(batch, ctx)["codings"]
+    again = code_stage.process_batch(batch, ctx)["codings"]
+    assert len(calls) == 1  # not once per batch
+    assert first.equals(again) and first.num_rows > 0
+    assert set(first.column("codebook_version").to_pylist()) == {real(BOOK)}
+    assert set(first.column("coder").to_pylist()) == {"rules", "semantic"}

@@ -115,7 +115,8 @@ def process_batch(batch: pa.RecordBatch, ctx: BatchContext) -> dict[str, pa.Tabl
     finally:
         forget_words()
     if ctx.decisions:
-        rows = apply_coding_decisions(_rows(found_rows, version), by_id, ctx.decisions, book)
+        rows = _rows(found_rows, version)
+        rows = apply_coding_decisions(rows, by_id, ctx.decisions, book, version)
         return {"codings": pa.Table.from_pylist(rows, schema=CODINGS.schema)}
     return {"codings": _table(found_rows, version)}
 
@@ -195,10 +196,10 @@ _INDEX: dict[tuple[Any, ...], tuple[Callable[[str], str | None], dict[str, list[
 
 
 def _decision_index(
-    decisions: Sequence[Decision], book: Codebook
+    decisions: Sequence[Decision], book: Codebook, version: str
 ) -> tuple[Callable[[str], str | None], dict[str, list[tuple[str, Decision]]]]:
     """(code resolver, segment id -> [(code id, decision)]) for one job's decisions."""
-    key = (id(decisions), book.version, len(decisions), decisions[0].id, decisions[-1].id)
+    key = (id(decisions), version, len(decisions), decisions[0].id, decisions[-1].id)
     if key not in _INDEX:
         _INDEX.clear()
         resolve = _code_resolver(book)
@@ -245,6 +246,7 @@ def apply_coding_decisions(
     segments: Mapping[str, Mapping[str, Any]],
     decisions: Sequence[Decision],
     book: Codebook,
+    version: str | None = None,
 ) -> list[dict[str, Any]]:
     """Apply the effective ``coding`` decisions to one batch's suggested codings.
 
@@ -255,7 +257,9 @@ def apply_coding_decisions(
     this batch are left to their batch; ones naming a code no longer in the codebook
     are skipped with a warning naming the decision (never text).
     """
-    resolve, by_segment = _decision_index(decisions, book)
+    if version is None:  # the codebook's version, when the caller has not hashed it
+        version = book.version
+    resolve, by_segment = _decision_index(decisions, book, version)
     decided = {(seg_id, code): d for seg_id in segments for code, d in by_segment.get(seg_id, ())}
     if not decided:
         return rows
@@ -270,7 +274,6 @@ def apply_coding_decisions(
             out.append({**row, "status": "accepted"})
         else:  # reject, add, edit: the suggestion itself is not kept
             suggested_span.setdefault(key, (row["start"], row["end"]))
-    version = book.version
     emitted: set[tuple[str, str]] = set()
     human: list[dict[str, Any]] = []
     for (seg_id, code), d in decided.items():
