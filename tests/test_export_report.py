@@ -684,6 +684,99 @@ def test_proposals_from_their_own_dataset(tmp_path: Path, sample: dict[str, pa.T
     assert wb["proposals"]["B2"].value == "evening / quiet / left"
 
 
+def test_report_counts_stream_and_equal_counting_every_row(
+    tmp_path: Path, sample: dict[str, pa.Table]
+) -> None:
+    """The report counts codings and findings a part file at a time; the counts equal
+    those of every row held at once, with a second coder, rejected suggestions, a focus
+    group (two participants in one document) and the datasets split over many parts."""
+    from qualpipe.export.report import build_report
+
+    segments = sample["segments"].to_pylist()
+    focus = dict(
+        segments[0],
+        segment_id="d-fg:0",
+        doc_id="d-fg",
+        participant_id=segments[0]["participant_id"],
+    )
+    other = dict(
+        segments[-1],
+        segment_id="d-fg:1",
+        doc_id="d-fg",
+        participant_id=segments[-1]["participant_id"],
+    )
+    segments += [focus, other]
+    codings = sample["codings"].to_pylist()
+    for seg in (focus, other):
+        codings.append(
+            dict(
+                codings[0],
+                coding_id=f"{seg['segment_id']}:x",
+                segment_id=seg["segment_id"],
+                doc_id="d-fg",
+            )
+        )
+    parts: list[list[dict[str, Any]]] = []
+    for i in range(0, len(codings), 7):  # a second coder's codings of a batch: same part
+        chunk = codings[i : i + 7]
+        chunk += [dict(c, coding_id=c["coding_id"] + ":s", coder="semantic") for c in chunk[:3]]
+        chunk[-1] = dict(chunk[-1], status="rejected")
+        parts.append(chunk)
+    findings = [
+        {
+            "doc_id": f"d{i % 5}",
+            "start": i,
+            "end": i + 1,
+            "entity_type": "PERSON PLACE".split()[i % 2],
+            "recogniser": None if i % 7 == 0 else "gazetteer",
+            "score": 1.0,
+            "replacement": "[x]",
+        }
+        for i in range(40)
+    ]
+    tables = dict(sample, segments=pa.Table.from_pylist(segments, schema=SEGMENTS.schema))
+    tables.pop("codings")
+    bundle = make_bundle(tmp_path, tables=tables)
+    for name, kind, rows in (
+        ("codings", CODINGS, parts),
+        ("findings", FINDINGS, [findings[i : i + 9] for i in range(0, 40, 9)]),
+    ):
+        folder = tmp_path / "data" / name
+        shutil.rmtree(folder, ignore_errors=True)
+        for n, chunk in enumerate(rows):
+            write_part(
+                folder,
+                kind,
+                pa.Table.from_pylist(chunk, schema=kind.schema),
+                f"part-{n:06d}.parquet",
+                "t",
+            )
+        assert len(DatasetReader(folder).files) == len(rows) > 1
+        bundle.datasets = {**bundle.datasets, name: DatasetReader(folder)}  # type: ignore[misc]
+    report = build_report(bundle)
+
+    every = [c for part in parts for c in part]
+    who = {s["segment_id"]: str(s["participant_id"]) for s in segments}
+    cells: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for c in every:
+        if c["status"] != "rejected":
+            cells[(c["code_id"], who[c["segment_id"]])].add(c["segment_id"])
+    got = report.codings
+    assert got.total == len(every)
+    assert got.status == Counter(c["status"] for c in every)
+    assert set(got.coders) == {"rules", "semantic"}
+    assert got.used == {c["code_id"] for c in every if c["status"] != "rejected"}
+    assert dict(got.cells) == {k: len(v) for k, v in cells.items()}
+    assert (codings[0]["code_id"], str(other["participant_id"])) in got.cells  # focus group
+    assert report.findings is not None and report.findings.total == 40
+    assert report.findings.per_type == Counter(f["entity_type"] for f in findings)
+    assert report.findings.per_recogniser["?"] == sum(
+        1 for f in findings if f["recogniser"] is None
+    )
+    assert report.findings.documents == {f"d{i}" for i in range(5)}
+    assert ("Segments", str(len(segments))) in report.summary
+
+
 def test_parse_prevalence_accepts_both_total_layouts() -> None:
     inner = '{"role": {"Service user": 5, "Support worker": 2, "_total": {"Service user": 6}}}'
     top = '{"role": {"Service user": 5}, "_total": {"role": {"Service user": 6}}}'

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from qualpipe.errors import QualpipeError
@@ -94,12 +95,41 @@ class Report:
     has_subthemes: bool
     provenance: list[dict[str, Any]]
     summary: list[tuple[str, str]]
-    codings: list[dict[str, Any]]
-    participant_of_segment: dict[str, tuple[str, str]]  # segment -> (participant, group)
+    codings: CodingStats
     codebook: list[dict[str, Any]]
     cooccurrence: list[dict[str, Any]]
-    findings: list[dict[str, Any]] | None
+    findings: FindingStats | None
     options: Mapping[str, Any]
+
+
+@dataclass
+class CodingStats:
+    """What the report shows of the codings, counted a batch at a time (no coding is kept)."""
+
+    total: int = 0
+    status: Counter[str] = field(default_factory=Counter)
+    coders: dict[str, str | None] = field(default_factory=dict)  # coder -> first version
+    used: set[str] = field(default_factory=set)  # code ids of codings not rejected
+    # (code id, participant) -> coded segments (not rejected)
+    cells: Counter[tuple[str, str]] = field(default_factory=Counter)
+    groups: dict[str, str] = field(default_factory=dict)  # participant -> group, in order
+
+    def __bool__(self) -> bool:
+        return self.total > 0
+
+
+@dataclass
+class FindingStats:
+    """The anonymisation findings as counts (never values)."""
+
+    total: int = 0
+    per_type: Counter[str] = field(default_factory=Counter)
+    docs_per_type: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    per_recogniser: Counter[str] = field(default_factory=Counter)
+    documents: set[str] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return self.total > 0
 
 
 def _read(bundle: ExportBundle, name: str, columns: Sequence[str]) -> list[dict[str, Any]] | None:
@@ -113,6 +143,37 @@ def _read(bundle: ExportBundle, name: str, columns: Sequence[str]) -> list[dict[
         table = pq.read_table(f, columns=[c for c in columns if c in present])
         rows.extend(table.to_pylist())
     return rows
+
+
+def _batches(bundle: ExportBundle, name: str, columns: Sequence[str]) -> Iterable[pa.Table]:
+    """Dataset ``name`` one part file at a time, only ``columns`` (those it has)."""
+    reader = bundle.datasets.get(name)
+    if reader is None:
+        return
+    for f in reader.files:
+        present = pq.read_schema(f).names
+        yield pq.read_table(f, columns=[c for c in columns if c in present])
+
+
+class _Participants:
+    """Segment -> (participant, group) without a dictionary of every segment: each
+    document keeps the participant of its first segment, and only segments of another
+    participant (in a focus group, say) are held one by one."""
+
+    def __init__(self) -> None:
+        self.of_doc: dict[str, tuple[str, str]] = {}
+        self.of_segment: dict[str, tuple[str, str]] = {}
+        self.groups: dict[str, str] = {}  # participant -> group, first seen first
+        self.segments = 0
+
+    def add(self, segment_id: str, doc_id: str, who: tuple[str, str]) -> None:
+        self.segments += 1
+        self.groups.setdefault(who[0], who[1])
+        if self.of_doc.setdefault(doc_id, who) != who:
+            self.of_segment[segment_id] = who
+
+    def get(self, segment_id: str, doc_id: str) -> tuple[str, str] | None:
+        return self.of_segment.get(segment_id) or self.of_doc.get(doc_id)
 
 
 def _num(value: Any) -> bool:
@@ -305,20 +366,20 @@ def build_report(bundle: ExportBundle) -> Report:
             by_id[tid].quotes = [q for _, q in sorted(qs, key=lambda x: x[0])][:quotes_per_theme]
 
     # participants per segment (for the heatmap) and group sizes
-    seg_rows = _read(bundle, "segments", ["segment_id", "doc_id", "participant_id", "attributes"])
     doc_info = {
         str(d["doc_id"]): (d.get("participant_id"), dict(d.get("attributes") or []))
         for d in attribute_rows
     }
-    participant_of_segment: dict[str, tuple[str, str]] = {}
-    participant_group: dict[str, str] = {}
-    for s in seg_rows or []:
-        pid, attrs = s.get("participant_id"), dict(s.get("attributes") or [])
-        d_pid, d_attrs = doc_info.get(str(s["doc_id"]), (None, {}))
-        pid = str(pid or d_pid or s["doc_id"])
-        group = str((attrs or d_attrs).get(attribute or "") or NOT_RECORDED)
-        participant_of_segment[str(s["segment_id"])] = (pid, group)
-        participant_group.setdefault(pid, group)
+    participants = _Participants()
+    columns = ["segment_id", "doc_id", "participant_id", "attributes"]
+    for part in _batches(bundle, "segments", columns):
+        for s in part.to_pylist():
+            pid, attrs = s.get("participant_id"), dict(s.get("attributes") or [])
+            d_pid, d_attrs = doc_info.get(str(s["doc_id"]), (None, {}))
+            pid = str(pid or d_pid or s["doc_id"])
+            group = str((attrs or d_attrs).get(attribute or "") or NOT_RECORDED)
+            participants.add(str(s["segment_id"]), str(s["doc_id"]), (pid, group))
+    participant_group = dict(participants.groups)
     for doc_id, (pid, attrs) in doc_info.items():
         participant_group.setdefault(
             str(pid or doc_id), str(attrs.get(attribute or "") or NOT_RECORDED)
@@ -371,16 +432,9 @@ def build_report(bundle: ExportBundle) -> Report:
             table1.append(group_for(root))
     has_subthemes = any(sub is not None for g in table1 for sub, _ in g.rows)
 
-    codings = (
-        _read(
-            bundle,
-            "codings",
-            ["segment_id", "doc_id", "code_id", "coder", "coder_version", "status"],
-        )
-        or []
-    )
+    codings = _coding_stats(bundle, participants)
     provenance = bundle.provenance()
-    findings = _read(bundle, "findings", ["doc_id", "entity_type", "recogniser"])
+    findings = _finding_stats(bundle)
     cooc = bundle.rows("cooccurrence")
 
     # run summary
@@ -393,12 +447,11 @@ def build_report(bundle: ExportBundle) -> Report:
         summary.append(
             ("Participants", f"{len(participant_group)}" + (f" ({detail})" if detail else ""))
         )
-    if seg_rows is not None:
-        summary.append(("Segments", f"{len(seg_rows)}"))
+    if "segments" in bundle.datasets:
+        summary.append(("Segments", f"{participants.segments}"))
     if codings:
-        status = Counter(str(c.get("status")) for c in codings)
-        detail = ", ".join(f"{k} {v}" for k, v in sorted(status.items()))
-        summary.append(("Codings", f"{len(codings)} ({detail})"))
+        detail = ", ".join(f"{k} {v}" for k, v in sorted(codings.status.items()))
+        summary.append(("Codings", f"{codings.total} ({detail})"))
     if codebook:
         summary.append(("Codebook nodes", f"{len(codebook)}"))
     if themes:
@@ -416,7 +469,7 @@ def build_report(bundle: ExportBundle) -> Report:
     if proposals:
         summary.append(("Machine proposals", f"{len(proposals)} (for review)"))
     if findings is not None:
-        summary.append(("Identifiers replaced", f"{len(findings)}"))
+        summary.append(("Identifiers replaced", f"{findings.total}"))
     reviewed = review_counts(provenance)
     if reviewed:
         summary.append(("Review decisions", _review_sentence(reviewed)))
@@ -436,12 +489,60 @@ def build_report(bundle: ExportBundle) -> Report:
         provenance=provenance,
         summary=summary,
         codings=codings,
-        participant_of_segment=participant_of_segment,
         codebook=codebook,
         cooccurrence=cooc,
         findings=findings,
         options=options,
     )
+
+
+def _coding_stats(bundle: ExportBundle, participants: _Participants) -> CodingStats:
+    """Counts of the codings, one part file at a time. A segment coded with the same code
+    by several coders counts once per cell of the heatmap; the code stage writes every
+    coder's codings of a batch of segments to one part, so the check is per part."""
+    stats = CodingStats()
+    columns = ["segment_id", "doc_id", "code_id", "coder", "coder_version", "status"]
+    for part in _batches(bundle, "codings", columns):
+        n = part.num_rows
+        cols = {
+            c: part.column(c).to_pylist() if c in part.column_names else [None] * n for c in columns
+        }
+        in_part: set[tuple[str, str]] = set()
+        for sid, doc, code, coder, version, status in zip(*cols.values(), strict=True):
+            stats.total += 1
+            stats.status[str(status)] += 1
+            stats.coders.setdefault(str(coder), version)
+            if status == "rejected":
+                continue
+            code = str(code)
+            stats.used.add(code)
+            if (sid, code) in in_part:
+                continue
+            in_part.add((sid, code))
+            pid, group = participants.get(str(sid), str(doc)) or (str(doc), NOT_RECORDED)
+            stats.groups.setdefault(pid, group)
+            stats.cells[(code, pid)] += 1
+    return stats
+
+
+def _finding_stats(bundle: ExportBundle) -> FindingStats | None:
+    if "findings" not in bundle.datasets:
+        return None
+    stats = FindingStats()
+    for part in _batches(bundle, "findings", ["doc_id", "entity_type", "recogniser"]):
+        docs = [str(d) for d in part.column("doc_id").to_pylist()]
+        types = [str(t) for t in part.column("entity_type").to_pylist()]
+        if "recogniser" in part.column_names:
+            recs = [str(r or "?") for r in part.column("recogniser").to_pylist()]
+        else:
+            recs = ["?"] * part.num_rows
+        stats.total += part.num_rows
+        stats.per_type.update(types)
+        stats.per_recogniser.update(recs)
+        stats.documents.update(docs)
+        for t, d in zip(types, docs, strict=True):
+            stats.docs_per_type[t].add(d)
+    return stats
 
 
 def prevalence_themes(report: Report) -> list[Theme]:
@@ -488,9 +589,7 @@ def _run_facts(report: Report) -> tuple[str | None, str | None, str | None]:
 
 
 def _coders(report: Report) -> list[str]:
-    seen: dict[str, str | None] = {}
-    for c in report.codings:
-        seen.setdefault(str(c.get("coder")), c.get("coder_version"))
+    seen = report.codings.coders
     return [f"{k} {v}" if v else k for k, v in sorted(seen.items())]
 
 
@@ -726,8 +825,7 @@ def _code_rows(report: Report) -> tuple[list[str], dict[str, str]]:
     """Codes present in the codings, codebook order; and code id -> display name."""
     names = {str(r["code_id"]): str(r.get("name") or r["code_id"]) for r in report.codebook}
     order = _codebook_positions(report.codebook)
-    used = {str(c["code_id"]) for c in report.codings if c.get("status") != "rejected"}
-    ids = sorted(used, key=lambda c: (order.get(c, 1 << 30), c))
+    ids = sorted(report.codings.used, key=lambda c: (order.get(c, 1 << 30), c))
     label: dict[str, str] = {}
     taken: set[str] = set()
     for cid in ids:
@@ -743,17 +841,11 @@ def _html_heatmap(report: Report, numbers: _Numbers) -> str:
     if not report.codings:
         return '<p class="none">No codings in this run.</p>'
     ids, label = _code_rows(report)
-    seen: dict[tuple[str, str], set[str]] = defaultdict(set)
-    groups: dict[str, str] = {}
-    for c in report.codings:
-        if c.get("status") == "rejected":
-            continue
-        sid = str(c["segment_id"])
-        pid, group = report.participant_of_segment.get(sid, (str(c["doc_id"]), NOT_RECORDED))
-        groups.setdefault(pid, group)
-        seen[(str(c["code_id"]), pid)].add(sid)
+    cells, groups = report.codings.cells, report.codings.groups
     max_p = int(report.options.get("max_participants", 150))
-    per_participant = Counter(pid for (_, pid), segs in seen.items() for _ in segs)
+    per_participant: Counter[str] = Counter()
+    for (_, pid), n in cells.items():
+        per_participant[pid] += n
     participants = list(groups)
     note = ""
     if len(participants) > max_p:
@@ -772,7 +864,7 @@ def _html_heatmap(report: Report, numbers: _Numbers) -> str:
             column_groups[-1] = (groups[p], column_groups[-1][1] + 1)
         else:
             column_groups.append((groups[p], 1))
-    values = {(label[cid], pid): float(len(segs)) for (cid, pid), segs in seen.items()}
+    values = {(label[cid], pid): float(n) for (cid, pid), n in cells.items()}
     chart = svg.heatmap(
         [label[c] for c in ids],
         participants,
@@ -913,12 +1005,9 @@ def _html_anonymisation(report: Report) -> str:
         )
     if not report.findings:
         return "<p>The anonymise stage found no identifiers to replace.</p>"
-    per_type = Counter(str(f["entity_type"]) for f in report.findings)
-    docs_per_type: dict[str, set[str]] = defaultdict(set)
-    for f in report.findings:
-        docs_per_type[str(f["entity_type"])].add(str(f["doc_id"]))
-    per_rec = Counter(str(f.get("recogniser") or "?") for f in report.findings)
-    n_docs = len({str(f["doc_id"]) for f in report.findings})
+    found = report.findings
+    per_type, docs_per_type, per_rec = found.per_type, found.docs_per_type, found.per_recogniser
+    n_docs = len(found.documents)
     rows = "".join(
         f'<tr><td>{esc(t)}</td><td class="n">{n}</td>'
         f'<td class="n">{len(docs_per_type[t])}</td></tr>'
@@ -929,7 +1018,7 @@ def _html_anonymisation(report: Report) -> str:
         for r, n in sorted(per_rec.items(), key=lambda x: (-x[1], x[0]))
     )
     return (
-        f"<p>{len(report.findings)} identifier(s) were replaced in {n_docs} document(s). "
+        f"<p>{found.total} identifier(s) were replaced in {n_docs} document(s). "
         "Only counts are shown: original values are never part of any export, and the "
         "pseudonym key is kept apart from the run.</p>"
         '<table class="num" style="width:auto;min-width:24rem"><thead><tr><th>Entity type</th>'
@@ -1346,10 +1435,10 @@ def _methods_text(report: Report, version: str | None, sha: str | None) -> str:
             )
         parts.append("Stages, in order: " + ", ".join(stages) + ".")
     if report.findings is not None:
-        per_type = Counter(str(f["entity_type"]) for f in report.findings)
+        per_type = report.findings.per_type
         detail = ", ".join(f"{t} {n}" for t, n in sorted(per_type.items(), key=lambda x: -x[1]))
         parts.append(
-            f"Identifiers were replaced consistently before analysis ({len(report.findings)} "
+            f"Identifiers were replaced consistently before analysis ({report.findings.total} "
             f"replacements{': ' + detail if detail else ''}); the pseudonym key was kept apart."
         )
     coders = _coders(report)
