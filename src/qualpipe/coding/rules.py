@@ -31,9 +31,11 @@ document text, in text order.
 
 Everything is compiled once per codebook in :func:`setup_rules`: the keyword words
 become *matchers* (one per prefix, one per group of words sharing a stem), and a
-per-process cache maps each distinct word of the corpus to the matchers it satisfies,
-so a segment costs one tokenisation and a dictionary look-up per word, however many
-keywords the codebook has; each pattern costs one regex scan.
+per-process cache maps each distinct word of the corpus to the matchers it satisfies
+and the terms it starts, so a segment costs one tokenisation (shared with the other
+coders of the batch, :func:`qualpipe.coding.stems.words_of`), a set intersection with the
+words that satisfy some matcher, and a look-up per such word, however many keywords the
+codebook has; the patterns cost one regex scan (more only where one matches).
 """
 
 from __future__ import annotations
