@@ -5,10 +5,12 @@ It computes what :mod:`qualpipe.themes.rollup`, :mod:`~qualpipe.themes.cooccurre
 objects (the reference the tests compare against), but keeps per segment only a few
 integers in numpy arrays, never the text:
 
-1. **Segments** (one pass): ids, document, participant, attribute set, interviewer flag,
-   word count and a hash of the normalised text; TF-IDF document frequencies. The words
-   of each segment (term ids and counts) are spilled to a temporary folder, so the later
-   passes do not tokenise again and memory does not hold them.
+1. **Segments** (one pass): per segment a context id (document, participant, attribute
+   set) and a flag byte (interviewer, blank, readable, has words) stay in memory, with the
+   hashes of the ids in sorted runs for the look-up of the codings (freed after them);
+   TF-IDF document frequencies. The ids, a hash of the normalised text and the words of
+   each segment (term ids and counts) are spilled to a temporary folder per chunk, so the
+   later passes do not tokenise again and memory does not grow with the corpus.
 2. **Codings** (one pass, vectorised per batch): the roll-up into (segment, theme)
    assignments with code and coder bit sets and the best score; codes per segment.
    ``themes``, ``theme_assignments``, ``cooccurrence`` and the code-group proposals are
