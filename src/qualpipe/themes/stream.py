@@ -646,13 +646,8 @@ class ThemeEngine:
         return out
 
     def _rows(self, n: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
-        """(first segment, indptr, indices, data) of chunk ``n``: unit TF-IDF rows
-        (computed once, then read back)."""
+        """(first segment, indptr, indices, data) of chunk ``n``: unit TF-IDF rows."""
         first = int(self.index.chunk_starts[n])
-        path = self.spill / f"rows-{n}.npz"
-        if path.exists():
-            with np.load(path) as f:
-                return first, f["indptr"], f["indices"], f["data"]
         lengths = np.load(self.spill / f"len-{n}.npy").astype(np.int64)
         terms = self.remap[np.load(self.spill / f"term-{n}.npy")]
         tf = np.load(self.spill / f"tf-{n}.npy").astype(np.float64)
@@ -666,7 +661,6 @@ class ThemeEngine:
         squares = [float(np.dot(weights[lo:hi], weights[lo:hi])) for lo, hi in pairwise(bounds)]
         norms = np.repeat(np.sqrt(np.array(squares, dtype=np.float64)), lengths)
         data = np.where(norms != 0, weights / np.where(norms != 0, norms, 1.0), weights)
-        np.savez(path, indptr=indptr, indices=terms, data=data)
         return first, indptr, terms, data
 
     # -- pass 2: codings -----------------------------------------------------------------
