@@ -391,6 +391,63 @@ def test_a_pseudonym_never_contains_a_real_name(tmp_path: Path) -> None:
         assert replacer._pick(["Eva-Lena", "Maja"], "PERSON", "x") in ("Maja", "")
 
 
+def test_exhausted_pseudonym_pools_fall_back_to_linked_placeholders(tmp_path: Path) -> None:
+    """More names than the pools hold: placeholders, a name part sharing its full name's
+    number, exactly as a scan of every key entry would give (the key keeps an index)."""
+    import random
+
+    from qualpipe.anonymise.keyfile import KeyStore
+    from qualpipe.anonymise.lexicon import lexicon
+    from qualpipe.anonymise.replace import Replacer
+
+    lex = lexicon()
+    rnd = random.Random(7)
+    firsts, surnames = sorted(lex.first_names), sorted(lex.surnames)
+    values = [
+        rnd.choice(
+            [
+                f"{rnd.choice(firsts)} {rnd.choice(surnames)}",
+                rnd.choice(firsts),
+                rnd.choice(surnames),
+            ]
+        )
+        for _ in range(600)
+    ]
+    # nearly every name of the lexicon is a real value of this corpus: pools run dry
+    taken = (
+        set(values)
+        | set(firsts[: len(firsts) * 19 // 20])
+        | set(surnames[: len(surnames) * 19 // 20])
+    )
+    key = KeyStore(tmp_path / "k.json")
+    key.salt = "s"
+    replacer = Replacer(key, {"PERSON": "pseudonym"}, taken)
+
+    def linked_by_scan(folded: str) -> str | None:
+        tokens, found = folded.split(), set()
+        for (etype, value), rep in key.entries.items():
+            parts = value.split()
+            if etype != "PERSON" or not rep.startswith("["):
+                continue
+            if (len(tokens) == 1 and len(parts) > 1 and tokens[0] in (parts[0], parts[-1])) or (
+                len(tokens) > 1 and len(parts) == 1 and parts[0] in (tokens[0], tokens[-1])
+            ):
+                found.add(rep)
+        return found.pop() if len(found) == 1 else None
+
+    out = []
+    for i, value in enumerate(values):
+        folded = value.casefold()
+        for probe in (folded, folded.split()[0], folded.split()[-1]):
+            assert replacer._linked_person(probe) == linked_by_scan(probe), (i, probe)
+        out.append(replacer.replacement("PERSON", value, ("en", "sv", None)[i % 3]))
+    assert sum("[" in o for o in out) > len(out) // 2
+    assert replacer._exhausted  # pools found empty are not searched again
+    for value, rep in zip(values, out, strict=True):
+        assert rep == key.get("PERSON", value.casefold())  # stable within the run
+        assert not set(rep.casefold().replace("-", " ").split()) & {t.casefold() for t in taken}
+
+
 def test_a_pseudonym_in_the_genitive_is_never_a_real_name(tmp_path: Path) -> None:
     from qualpipe.anonymise.keyfile import KeyStore
     from qualpipe.anonymise.replace import Replacer

@@ -29,6 +29,10 @@ class KeyStore:
         self.entries: dict[tuple[str, str], str] = {}
         self.counters: dict[str, int] = {}
         self.added = 0
+        # PERSON values replaced by a placeholder, by name part: a lone "anna" finds the
+        # number of "anna berg" (ends) and "anna berg" finds that of "anna" (whole)
+        self._ends: dict[str, set[str]] = {}
+        self._whole: dict[str, set[str]] = {}
 
     @classmethod
     def load(cls, path: Path) -> KeyStore:
@@ -46,6 +50,7 @@ class KeyStore:
             store.salt = str(data["salt"])
             for entry in data["entries"]:
                 store.entries[(entry["type"], entry["value"])] = entry["replacement"]
+                store._index(entry["type"], entry["value"], entry["replacement"])
             store.counters = {k: int(v) for k, v in data.get("counters", {}).items()}
         except (OSError, ValueError, KeyError, TypeError) as exc:
             # never echo the file's content: it holds real names
@@ -61,9 +66,32 @@ class KeyStore:
         return self.entries.get((etype, value))
 
     def put(self, etype: str, value: str, replacement: str) -> None:
-        if (etype, value) not in self.entries:
+        before = self.entries.get((etype, value))
+        if before is None:
             self.added += 1
+        elif before != replacement:
+            self._index(etype, value, before, remove=True)
         self.entries[(etype, value)] = replacement
+        self._index(etype, value, replacement)
+
+    def _index(self, etype: str, value: str, replacement: str, remove: bool = False) -> None:
+        if etype != "PERSON" or not replacement.startswith("["):
+            return
+        parts = value.split()
+        if len(parts) == 1:
+            where = [self._whole.setdefault(parts[0], set())]
+        else:
+            where = [self._ends.setdefault(part, set()) for part in {parts[0], parts[-1]}]
+        for names in where:
+            if remove:
+                names.discard(replacement)
+            else:
+                names.add(replacement)
+
+    def placeholder_names(self, part: str, whole: bool) -> set[str]:
+        """Placeholders of PERSON values that are ``part`` alone (``whole``) or that start
+        or end with it (the key's values are case-folded)."""
+        return (self._whole if whole else self._ends).get(part, set())
 
     def next_number(self, label: str) -> int:
         self.counters[label] = self.counters.get(label, 0) + 1

@@ -99,6 +99,10 @@ class Replacer:
         # pseudonyms must never be a real value of the corpus (or an earlier pseudonym)
         self.taken = {casefold_same_length(o) for o in (originals or set())}
         self.taken |= {casefold_same_length(r) for r in key.replacements()}
+        # pseudonym pools, sorted once; a pool found with nothing left stays so (``taken``
+        # only grows), so a corpus with more names than its pools does not search them again
+        self._pools: dict[tuple[str, ...], list[str]] = {}
+        self._exhausted: set[tuple[str, ...]] = set()
 
     def mode(self, etype: str) -> str:
         return self.modes.get(etype) or self.modes.get("*") or "placeholder"
@@ -128,25 +132,20 @@ class Replacer:
         return text
 
     def _linked_person(self, folded: str) -> str | None:
-        """A lone name part reuses its full name's number, and the other way round."""
+        """A lone name part reuses its full name's number, and the other way round
+        (looked up in the key's index of placeholder names, not by reading every entry)."""
         tokens = folded.split()
-        candidates = set()
-        for (etype, value), rep in self.key.entries.items():
-            if etype != "PERSON" or not rep.startswith("["):
-                continue
-            parts = value.split()
-            part_of_full = (
-                len(tokens) == 1 and len(parts) > 1 and tokens[0] in (parts[0], parts[-1])
-            )
-            full_of_part = (
-                len(tokens) > 1 and len(parts) == 1 and parts[0] in (tokens[0], tokens[-1])
-            )
-            if part_of_full or full_of_part:
-                candidates.add(rep)
+        if len(tokens) == 1:
+            candidates = set(self.key.placeholder_names(tokens[0], whole=False))
+        elif tokens:
+            candidates = set(self.key.placeholder_names(tokens[0], whole=True))
+            candidates |= set(self.key.placeholder_names(tokens[-1], whole=True))
+        else:
+            return None
         return candidates.pop() if len(candidates) == 1 else None
 
-    def _pick(self, pool: Sequence[str], etype: str, value: str) -> str:
-        if not pool:
+    def _pick(self, pool: Sequence[str], etype: str, value: str, name: tuple[str, ...] = ()) -> str:
+        if not pool or (name and name in self._exhausted):
             return ""
         digest = hashlib.sha256(f"{self.key.salt}\0{etype}\0{value}".encode()).digest()
         start = int.from_bytes(digest[:8], "big") % len(pool)
@@ -161,7 +160,26 @@ class Replacer:
             if not any(p in self.taken or p + "s" in self.taken for p in (folded, *parts)):
                 self.taken.add(folded)
                 return candidate
+        if name:
+            self._exhausted.add(name)
         return ""
+
+    def _person_pool(
+        self, name: tuple[str, ...], locales: Sequence[str], is_first: bool, gender: str | None
+    ) -> list[str]:
+        """First names (of a gender) or surnames of the locales, sorted once per run."""
+        if name in self._pools:
+            return self._pools[name]
+        lex = lexicon()
+        pool: list[str] = []
+        for loc in locales:
+            if is_first:
+                f, m = lex.first_by_locale.get(loc, ((), ()))
+                pool += list({"f": f, "m": m}.get(gender or "u", f + m))
+            else:
+                pool += list(lex.surnames_by_locale.get(loc, ()))
+        self._pools[name] = sorted(set(pool))
+        return self._pools[name]
 
     def _person_pseudonym(self, value: str, language: str | None) -> str:
         lex = lexicon()
@@ -173,14 +191,10 @@ class Replacer:
             if known is None:
                 gender = lex.first_names.get(token)
                 is_first = gender is not None and (i == 0 or token not in lex.surnames)
-                pool: list[str] = []
-                for loc in LOCALES.get(language, LOCALES[None]):
-                    if is_first:
-                        f, m = lex.first_by_locale.get(loc, ((), ()))
-                        pool += list({"f": f, "m": m}.get(gender or "u", f + m))
-                    else:
-                        pool += list(lex.surnames_by_locale.get(loc, ()))
-                known = self._pick(sorted(set(pool)), "PERSON", folded) or self._placeholder(
+                locales = LOCALES.get(language, LOCALES[None])
+                name = (*locales, (gender or "u") if is_first else "surname")
+                pool = self._person_pool(name, locales, is_first, gender)
+                known = self._pick(pool, "PERSON", folded, name) or self._placeholder(
                     "PERSON", value
                 )
                 self.key.put("_PERSON_TOKEN", folded, known)
@@ -193,8 +207,14 @@ class Replacer:
         folded = value.casefold()
         known = self.key.get("PLACE", folded)
         if known is None:
-            pool = lexicon().places_by_country.get(COUNTRIES.get(language, "GB"), ())
-            known = self._pick(sorted(pool), "PLACE", folded) or self._placeholder("PLACE", value)
+            country = COUNTRIES.get(language, "GB")
+            pool = self._pools.get(("places", country))
+            if pool is None:
+                places = lexicon().places_by_country.get(country, ())
+                pool = self._pools[("places", country)] = sorted(places)
+            known = self._pick(pool, "PLACE", folded, ("places", country)) or self._placeholder(
+                "PLACE", value
+            )
             self.key.put("PLACE", folded, known)
         return _match_case(value, known)
 
