@@ -159,12 +159,8 @@ def _dataset(folder: Path, table: pa.Table, parts: int) -> DatasetReader:
     return DatasetReader(folder)
 
 
-def test_csv_streams_over_many_tiny_batches(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    table = nasty_table(120)
-    reader = _dataset(tmp_path / "data" / "codings", table, parts=3)
-    monkeypatch.setattr(tables, "BATCH_BYTES", 1)  # one row a batch
+def _batch_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The row count of every batch the csv writer is given, as the export runs."""
     seen: list[int] = []
     real = tables.csv_rows
 
@@ -173,6 +169,16 @@ def test_csv_streams_over_many_tiny_batches(
         return real(batch, types)
 
     monkeypatch.setattr(tables, "csv_rows", spy)
+    return seen
+
+
+def test_csv_streams_over_many_tiny_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    table = nasty_table(120)
+    reader = _dataset(tmp_path / "data" / "codings", table, parts=3)
+    monkeypatch.setattr(tables, "BATCH_BYTES", 1)  # one row a batch
+    seen = _batch_sizes(monkeypatch)
     bundle = ExportBundle(datasets={"codings": reader}, out_dir=tmp_path / "out")
     [path] = CSV.export(bundle)
     assert len(seen) == 120 and set(seen) == {1}
@@ -213,14 +219,7 @@ def test_csv_puts_the_small_batches_of_many_parts_together(
 ) -> None:
     table = nasty_table(70)
     reader = _dataset(tmp_path / "data" / "codings", table, parts=7)
-    seen: list[int] = []
-    real = tables.csv_rows
-
-    def spy(batch: pa.RecordBatch, types: list[pa.DataType]) -> pa.Buffer:
-        seen.append(batch.num_rows)
-        return real(batch, types)
-
-    monkeypatch.setattr(tables, "csv_rows", spy)
+    seen = _batch_sizes(monkeypatch)
     [path] = CSV.export(ExportBundle(datasets={"codings": reader}, out_dir=tmp_path / "out"))
     assert seen == [70]  # one call for seven part files
     header = ",".join(SCHEMA.names).encode() + b"\r\n"
