@@ -13,10 +13,8 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any
 
-import pyarrow.parquet as pq
-
 from qualpipe.executors.base import BatchJob, Executor, PartResults, merge_parts, run_one_batch
-from qualpipe.store import DatasetReader
+from qualpipe.store import DatasetReader, parquet_file
 
 _JOB: BatchJob | None = None
 
@@ -34,7 +32,7 @@ def _worker_batch(batch: Any, file_index: int, batch_index: int) -> PartResults:
 def iter_indexed_batches(reader: DatasetReader, batch_size: int) -> Any:
     """Yield (file index, batch index, batch) in a deterministic order."""
     for fi, path in enumerate(reader.files):
-        for bi, batch in enumerate(pq.ParquetFile(path).iter_batches(batch_size=batch_size)):
+        for bi, batch in enumerate(parquet_file(path).iter_batches(batch_size=batch_size)):
             yield fi, bi, batch
 
 

@@ -49,7 +49,7 @@ import pyarrow.parquet as pq
 
 from qualpipe.errors import PipelineError, QualpipeError, StageError
 from qualpipe.executors.base import BatchJob, Executor, PartResults, merge_parts, run_one_batch
-from qualpipe.store import DatasetReader
+from qualpipe.store import DatasetReader, parquet_file
 
 log = logging.getLogger("qualpipe.ray")
 
@@ -176,7 +176,7 @@ def plan_tasks(files: list[Path], batch_size: int, task_bytes: int, min_tasks: i
 
 def read_task_batches(task: Task) -> Any:
     """Yield (batch index, batch) for the task's batches, as ``iter_batches`` cuts them."""
-    pf = pq.ParquetFile(task.path)
+    pf = parquet_file(task.path)
     meta = pf.metadata
     start = task.start_row
     stop = start + task.rows

@@ -57,13 +57,12 @@ from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from qualpipe.codebook import Codebook, load_codebook
 from qualpipe.errors import DatasetError, PipelineError, QualpipeError
 from qualpipe.exporters import ExportBundle, Exporter
 from qualpipe.qdc import code_guid, describe, write_qdc, written_names
-from qualpipe.store import DatasetReader
+from qualpipe.store import DatasetReader, parquet_file
 
 NS = "urn:QDA-XML:project:1.0"
 #: uuid5 namespace of every GUID other than codes' (fixed forever).
@@ -484,7 +483,7 @@ def _tables(reader: DatasetReader, wanted: Sequence[str] | None) -> Iterator[pa.
             yield pa.Table.from_batches([batch], table.schema)
         return
     for f in files:
-        pf = pq.ParquetFile(f)
+        pf = parquet_file(f)
         columns = None if wanted is None else [c for c in wanted if c in pf.schema_arrow.names]
         for batch in pf.iter_batches(batch_size=READ_ROWS, columns=columns):
             yield pa.Table.from_batches([batch])

@@ -40,7 +40,7 @@ import pyarrow.parquet as pq
 
 from qualpipe.errors import QualpipeError
 from qualpipe.exporters import ExportBundle, Exporter
-from qualpipe.store import ROW_GROUP_BYTES, DatasetReader
+from qualpipe.store import ROW_GROUP_BYTES, DatasetReader, parquet_file
 
 #: Datasets in the order their sheets and files appear; others follow by name.
 ORDER = (
@@ -65,7 +65,7 @@ BATCH_BYTES = 4 * 1024 * 1024
 
 def _batches(reader: DatasetReader) -> Iterator[pa.RecordBatch]:
     for f in reader.files:
-        pf = pq.ParquetFile(f)
+        pf = parquet_file(f)
         meta = pf.metadata
         size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
         per_row = size / meta.num_rows if meta.num_rows else 1
@@ -101,7 +101,7 @@ def _one_batch(batches: list[pa.RecordBatch], schema: pa.Schema) -> pa.RecordBat
 def _column_batches(reader: DatasetReader, columns: list[str]) -> Iterator[pa.RecordBatch]:
     """Batches of only ``columns`` of every part file (memory bounded by a batch)."""
     for f in reader.files:
-        yield from pq.ParquetFile(f).iter_batches(batch_size=65536, columns=columns)
+        yield from parquet_file(f).iter_batches(batch_size=65536, columns=columns)
 
 
 def _schema(reader: DatasetReader, name: str) -> pa.Schema | None:
@@ -544,7 +544,7 @@ def _write_dataset(
     for f in reader.files:
         schema_names = pq.read_schema(f).names
         read_cols = [c for c in schema_names if c not in drop]
-        for batch in pq.ParquetFile(f).iter_batches(batch_size=4096, columns=read_cols):
+        for batch in parquet_file(f).iter_batches(batch_size=4096, columns=read_cols):
             for row in batch.to_pylist():
                 for col, fn in derived.items():
                     row[col] = fn(row)
