@@ -36,6 +36,7 @@ from qualpipe.anonymise.lexicon import guess_language
 from qualpipe.anonymise.recognisers import ENTITY_TYPES, Recogniser, Span
 from qualpipe.anonymise.replace import MODES, Remapper, Replaced, Replacer
 from qualpipe.anonymise.review import ReviewPage
+from qualpipe.executors.base import exit_with_parent
 from qualpipe.schemas import DOCUMENTS, FINDINGS
 
 log = structlog.get_logger("qualpipe")
@@ -216,6 +217,7 @@ _worker_engine: Engine | None = None
 
 def _init_worker(recognisers: list[Recogniser], options: Mapping[str, Any]) -> None:
     global _worker_engine
+    exit_with_parent()
     _worker_engine = Engine(recognisers, options)
 
 
@@ -244,6 +246,7 @@ _worker_priorities: dict[str, int] = {}
 
 def _init_pass2(values: list[tuple[str, str]], seen: set[str], priorities: dict[str, int]) -> None:
     global _worker_propagator, _worker_priorities
+    exit_with_parent()
     _worker_propagator = Propagator(values, lowercase_seen=seen)
     _worker_priorities = priorities
 

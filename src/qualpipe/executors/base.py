@@ -12,6 +12,9 @@ Whole-dataset stages always run in the driver process.
 from __future__ import annotations
 
 import abc
+import os
+import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +52,23 @@ class BatchJob:
     @property
     def key(self) -> str:
         return sha256_text(self.stage_id + canonical_json(self.params))
+
+
+def exit_with_parent(interval: float = 0.5) -> None:
+    """In a worker process: exit as soon as the process that started it is gone.
+
+    A pool's workers wait on a pipe their parent shares with them; when the parent is
+    killed (``kill -9``, out of memory) nothing tells them, and they stay behind holding
+    memory and, in anonymise, transcript text. Call this from the pool's initializer.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 # Per-process cache of what a stage's setup() built (models, compiled patterns).

@@ -13,7 +13,14 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any
 
-from qualpipe.executors.base import BatchJob, Executor, PartResults, merge_parts, run_one_batch
+from qualpipe.executors.base import (
+    BatchJob,
+    Executor,
+    PartResults,
+    exit_with_parent,
+    merge_parts,
+    run_one_batch,
+)
 from qualpipe.store import DatasetReader, parquet_file
 
 _JOB: BatchJob | None = None
@@ -21,6 +28,7 @@ _JOB: BatchJob | None = None
 
 def _init_worker(job: BatchJob) -> None:
     global _JOB
+    exit_with_parent()
     _JOB = job
 
 
