@@ -9,14 +9,19 @@ unless the pipeline sets ``allow_sensitive: true``.
 
 from __future__ import annotations
 
+import multiprocessing
+import pickle
 import shutil
 from collections.abc import Callable, Mapping
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from qualpipe import Input, Output, Param, PipelineError, StageContext, StageType, hookimpl
+from qualpipe.errors import QualpipeError
+from qualpipe.executors.base import exit_with_parent
 from qualpipe.exporters import ExportBundle, Exporter
 from qualpipe.fingerprint import sha256_file
 from qualpipe.schemas import EXPORTS
@@ -26,6 +31,44 @@ INPUTS = (
     "quotes", "cooccurrence", "findings",
 )  # fmt: skip
 DEFAULT_FORMATS = ["qdpx", "qdc", "html", "docx", "xlsx", "csv"]
+
+
+def _export_one(exporter: Exporter, bundle: ExportBundle) -> tuple[list[str], Exception | None]:
+    """Run one exporter; its error comes back as a value (re-raised by the caller)."""
+    try:
+        return [str(p) for p in exporter.export(bundle)], None
+    except Exception as exc:
+        try:  # an exception that survives the trip back keeps its type
+            pickle.loads(pickle.dumps(exc))
+            return [], exc
+        except Exception:
+            return [], QualpipeError(f"{type(exc).__name__}: {exc}")
+
+
+def _export_all(jobs: list[tuple[Exporter, ExportBundle]], workers: int) -> list[list[str]]:
+    """The files of each exporter, in the order of ``jobs``.
+
+    With ``--workers`` above one the formats are written at the same time in spawned
+    processes (they write different files); exporters that cannot be sent to a process
+    (not picklable) run here, one after another, as with one worker.
+    """
+    parallel = min(workers, len(jobs))
+    if parallel > 1:
+        try:
+            pickle.dumps(jobs)
+        except Exception:
+            parallel = 1
+    if parallel <= 1:
+        return [[str(p) for p in exporter.export(bundle)] for exporter, bundle in jobs]
+    with ProcessPoolExecutor(
+        parallel, mp_context=multiprocessing.get_context("spawn"), initializer=exit_with_parent
+    ) as pool:
+        futures = [pool.submit(_export_one, exporter, bundle) for exporter, bundle in jobs]
+        results = [f.result() for f in futures]
+    for _, error in results:
+        if error is not None:
+            raise error
+    return [paths for paths, _ in results]
 
 
 def run(ctx: StageContext) -> None:
@@ -51,16 +94,22 @@ def run(ctx: StageContext) -> None:
     rows: list[dict[str, Any]] = []
     try:
         options: Mapping[str, Any] = ctx.params["options"]
-        for name in formats:
-            bundle = ExportBundle(
-                datasets=ctx.inputs,
-                out_dir=staging,
-                options=dict(options.get(name) or {}),
-                pipeline_name=ctx.pipeline_name,
-                workdir=ctx.workdir,
+        jobs = [
+            (
+                exporters[name],
+                ExportBundle(
+                    datasets=ctx.inputs,
+                    out_dir=staging,
+                    options=dict(options.get(name) or {}),
+                    pipeline_name=ctx.pipeline_name,
+                    workdir=ctx.workdir,
+                ),
             )
-            for path in exporters[name].export(bundle):
-                rel = Path(path).relative_to(staging)
+            for name in formats
+        ]
+        for name, paths in zip(formats, _export_all(jobs, ctx.workers), strict=True):
+            for written in paths:
+                rel = Path(written).relative_to(staging)
                 rows.append({"format": name, "path": str(out / rel)})
         out.mkdir(parents=True, exist_ok=True)
         for item in sorted(staging.rglob("*")):
