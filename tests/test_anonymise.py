@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -197,7 +198,10 @@ def test_replacement_modes(qualpipe_project: Project, mode: str, check: Any) -> 
     d = docs(qualpipe_project)
     assert check(d["P01"]["text"], d["W01"]["text"])
     for original in ORIGINALS:
-        assert original not in d["P01"]["text"]
+        # as a word, possessives and genitives included: a pseudonym may contain a real
+        # name ("Karina" holds "Karin"; which pseudonym depends on the key's random salt)
+        mention = rf"(?<!\w){re.escape(original)}(?:s|'s|’s)?(?!\w)"
+        assert not re.search(mention, d["P01"]["text"]), original
 
 
 def test_pseudonyms_keep_gender_and_are_consistent(qualpipe_project: Project) -> None:
