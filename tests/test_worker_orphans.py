@@ -12,20 +12,15 @@ from pathlib import Path
 import pytest
 
 SCRIPT = """\
-import multiprocessing, os, sys, time
-from concurrent.futures import ProcessPoolExecutor
-from qualpipe.executors.base import exit_with_parent
-
-def init():
-    exit_with_parent(interval=0.1)
+import os, sys, time
+from qualpipe.executors.base import process_pool
 
 def pid():
     time.sleep(0.3)
     return os.getpid()
 
 if __name__ == "__main__":
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(2, mp_context=ctx, initializer=init) as pool:
+    with process_pool(2) as pool:
         pids = {f.result() for f in [pool.submit(pid) for _ in range(4)]}
         print(" ".join(map(str, sorted(pids))), flush=True)
         time.sleep(120)

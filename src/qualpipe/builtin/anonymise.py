@@ -11,14 +11,12 @@ spans of pass 1 (a few integers per finding) and the set of distinct values.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-import pickle
 import tempfile
 from array import array
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -36,7 +34,7 @@ from qualpipe.anonymise.lexicon import guess_language
 from qualpipe.anonymise.recognisers import ENTITY_TYPES, Recogniser, Span
 from qualpipe.anonymise.replace import MODES, Remapper, Replaced, Replacer
 from qualpipe.anonymise.review import ReviewPage
-from qualpipe.executors.base import exit_with_parent
+from qualpipe.executors.base import picklable, process_pool
 from qualpipe.schemas import DOCUMENTS, FINDINGS
 
 log = structlog.get_logger("qualpipe")
@@ -217,7 +215,6 @@ _worker_engine: Engine | None = None
 
 def _init_worker(recognisers: list[Recogniser], options: Mapping[str, Any]) -> None:
     global _worker_engine
-    exit_with_parent()
     _worker_engine = Engine(recognisers, options)
 
 
@@ -246,7 +243,6 @@ _worker_priorities: dict[str, int] = {}
 
 def _init_pass2(values: list[tuple[str, str]], seen: set[str], priorities: dict[str, int]) -> None:
     global _worker_propagator, _worker_priorities
-    exit_with_parent()
     _worker_propagator = Propagator(values, lowercase_seen=seen)
     _worker_priorities = priorities
 
@@ -306,7 +302,7 @@ class _Pass2:
         self.pool: Executor | None = None
         if workers > 1:
             args = (list(values.items()), set(engine.lowercase_seen), self.priorities)
-            self.pool = _pool(workers, _init_pass2, args)
+            self.pool = process_pool(workers, _init_pass2, args)
         self.guards: deque[Future[str | None]] = deque()
 
     def __enter__(self) -> _Pass2:
@@ -356,14 +352,6 @@ class _Pass2:
             _raise_leak(self.guards.popleft().result())
 
 
-def _picklable(*objects: Any) -> bool:
-    try:
-        pickle.dumps(objects)
-    except Exception:  # any failure means: run in this process
-        return False
-    return True
-
-
 def _detect_batches(
     ctx: StageContext, engine: Engine, options: Mapping[str, Any], workers: int
 ) -> Iterator[tuple[list[dict[str, Any]], Detected]]:
@@ -376,7 +364,7 @@ def _detect_batches(
     """
     language = options["language"]
     recognisers = engine.recognisers
-    if workers > 1 and not _picklable(recognisers, options):
+    if workers > 1 and not picklable(recognisers, options):
         log.warning("anonymise: recognisers cannot be sent to worker processes; using one")
         workers = 1
     if workers <= 1:
@@ -386,7 +374,7 @@ def _detect_batches(
             engine.lowercase_seen |= seen
             yield rows, detected
         return
-    with _pool(workers, _init_worker, (recognisers, options)) as pool:
+    with process_pool(workers, _init_worker, (recognisers, options)) as pool:
         # smaller tasks than BATCH, so that the workers finish together
         tasks = (
             (rows, (rows, language))
@@ -395,16 +383,6 @@ def _detect_batches(
         for rows, (detected, seen) in _in_order(pool, _worker_detect, tasks, 2 * workers):
             engine.lowercase_seen |= seen
             yield rows, detected
-
-
-def _pool(workers: int, initializer: Callable[..., None], args: tuple[Any, ...]) -> Executor:
-    """A pool of ``workers`` spawned processes, each set up by ``initializer(*args)``."""
-    return ProcessPoolExecutor(
-        workers,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=initializer,
-        initargs=args,
-    )
 
 
 def _in_order(

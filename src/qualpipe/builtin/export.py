@@ -9,11 +9,9 @@ unless the pipeline sets ``allow_sensitive: true``.
 
 from __future__ import annotations
 
-import multiprocessing
 import pickle
 import shutil
 from collections.abc import Callable, Mapping
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,7 @@ import pyarrow as pa
 
 from qualpipe import Input, Output, Param, PipelineError, StageContext, StageType, hookimpl
 from qualpipe.errors import QualpipeError
-from qualpipe.executors.base import exit_with_parent
+from qualpipe.executors.base import picklable, process_pool
 from qualpipe.exporters import ExportBundle, Exporter
 from qualpipe.fingerprint import sha256_file
 from qualpipe.schemas import EXPORTS
@@ -53,16 +51,11 @@ def _export_all(jobs: list[tuple[Exporter, ExportBundle]], workers: int) -> list
     (not picklable) run here, one after another, as with one worker.
     """
     parallel = min(workers, len(jobs))
-    if parallel > 1:
-        try:
-            pickle.dumps(jobs)
-        except Exception:
-            parallel = 1
+    if parallel > 1 and not picklable(jobs):
+        parallel = 1
     if parallel <= 1:
         return [[str(p) for p in exporter.export(bundle)] for exporter, bundle in jobs]
-    with ProcessPoolExecutor(
-        parallel, mp_context=multiprocessing.get_context("spawn"), initializer=exit_with_parent
-    ) as pool:
+    with process_pool(parallel) as pool:
         futures = [pool.submit(_export_one, exporter, bundle) for exporter, bundle in jobs]
         results = [f.result() for f in futures]
     for _, error in results:

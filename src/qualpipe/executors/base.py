@@ -12,10 +12,13 @@ Whole-dataset stages always run in the driver process.
 from __future__ import annotations
 
 import abc
+import multiprocessing
 import os
+import pickle
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,7 +62,8 @@ def exit_with_parent(interval: float = 0.5) -> None:
 
     A pool's workers wait on a pipe their parent shares with them; when the parent is
     killed (``kill -9``, out of memory) nothing tells them, and they stay behind holding
-    memory and, in anonymise, transcript text. Call this from the pool's initializer.
+    memory and, in anonymise, transcript text. :func:`process_pool` starts it in every
+    worker.
     """
     parent = os.getppid()
 
@@ -69,6 +73,34 @@ def exit_with_parent(interval: float = 0.5) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _start_worker(initializer: Callable[..., None] | None, args: tuple[Any, ...]) -> None:
+    exit_with_parent()
+    if initializer is not None:
+        initializer(*args)
+
+
+def process_pool(
+    workers: int, initializer: Callable[..., None] | None = None, args: tuple[Any, ...] = ()
+) -> ProcessPoolExecutor:
+    """``workers`` spawned processes, each set up by ``initializer(*args)`` and ending with
+    the process that started them (the pools of the local executor, anonymise, export)."""
+    return ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_start_worker,
+        initargs=(initializer, args),
+    )
+
+
+def picklable(*objects: Any) -> bool:
+    """Can ``objects`` be sent to a worker process? (If not, the work stays here.)"""
+    try:
+        pickle.dumps(objects)
+    except Exception:  # any failure means: run in this process
+        return False
+    return True
 
 
 # Per-process cache of what a stage's setup() built (models, compiled patterns).

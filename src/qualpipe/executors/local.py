@@ -8,17 +8,16 @@ input is.
 
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any
 
 from qualpipe.executors.base import (
     BatchJob,
     Executor,
     PartResults,
-    exit_with_parent,
     merge_parts,
+    process_pool,
     run_one_batch,
 )
 from qualpipe.store import DatasetReader, parquet_file
@@ -28,7 +27,6 @@ _JOB: BatchJob | None = None
 
 def _init_worker(job: BatchJob) -> None:
     global _JOB
-    exit_with_parent()
     _JOB = job
 
 
@@ -68,10 +66,7 @@ class LocalExecutor(Executor):
                 merge_parts(results, run_one_batch(job, batch, fi, bi))
                 progress(batch.num_rows)
             return results
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(
-            self.workers, mp_context=ctx, initializer=_init_worker, initargs=(job,)
-        ) as pool:
+        with process_pool(self.workers, _init_worker, (job,)) as pool:
             pending: dict[Future[PartResults], int] = {}
             try:
                 for fi, bi, batch in batches:
