@@ -36,6 +36,7 @@ from qualpipe.anonymise.replace import MODES, Remapper, Replaced, Replacer
 from qualpipe.anonymise.review import ReviewPage
 from qualpipe.executors.base import picklable, process_pool
 from qualpipe.schemas import DOCUMENTS, FINDINGS
+from qualpipe.store import STAGING
 
 log = structlog.get_logger("qualpipe")
 BATCH = 64
@@ -180,8 +181,6 @@ class _SpanSpill:
     """
 
     def __init__(self, workdir: Path | None) -> None:
-        from qualpipe.store import STAGING
-
         folder = workdir / STAGING if workdir is not None else None
         # open across both passes; run() closes it in its finally clause
         self._file: IO[bytes] = tempfile.TemporaryFile(  # noqa: SIM115
