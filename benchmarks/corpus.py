@@ -1142,11 +1142,11 @@ def iter_labelled(
 
 
 def generate_corpus(
-    target_bytes: int, seed: int = 1, language: str = "mixed"
+    target_bytes: int, seed: int = 1, language: str = "mixed", density: float = 0.3
 ) -> Iterator[tuple[str, str]]:
     """(doc_id, text) pairs until their UTF-8 size reaches ``target_bytes``."""
     total = 0
-    for doc in iter_labelled(seed, language):
+    for doc in iter_labelled(seed, language, density):
         if total >= target_bytes:
             return
         total += len(doc.text.encode("utf-8"))
@@ -1157,9 +1157,26 @@ MANIFEST_COLUMNS = ("file", "participant", "role", "gender", "age_band", "munici
 
 
 def write_corpus(
-    out: Path, target_bytes: int, seed: int = 1, language: str = "mixed", labels: bool = False
+    out: Path,
+    target_bytes: int | None,
+    seed: int = 1,
+    language: str = "mixed",
+    labels: bool = False,
+    *,
+    density: float = 0.3,
+    count: int | None = None,
 ) -> tuple[int, int]:
-    """Write ``<doc_id>.txt`` files and participants.csv (plus labels.jsonl); (files, bytes)."""
+    """Write ``<doc_id>.txt`` files and participants.csv (plus labels.jsonl); (files, bytes).
+
+    Stops once the files reach ``target_bytes`` (UTF-8) or, with ``count``, after exactly
+    ``count`` transcripts (then ``target_bytes`` may be None). ``density`` as in
+    :func:`generate_labelled`.
+    """
+    if count is None and target_bytes is None:
+        raise ValueError("write_corpus needs target_bytes or count")
+    if count is not None and count < 0:
+        raise ValueError(f"count must be 0 or more, got {count}")
+    _check(language, density)
     out.mkdir(parents=True, exist_ok=True)
     n = total = 0
     with (
@@ -1170,8 +1187,8 @@ def write_corpus(
     ):
         rows = csv.writer(manifest)
         rows.writerow(MANIFEST_COLUMNS)
-        for doc in iter_labelled(seed, language):
-            if total >= target_bytes:
+        for doc in iter_labelled(seed, language, density):
+            if n == count if count is not None else total >= (target_bytes or 0):
                 break
             data = doc.text.encode("utf-8")
             name = f"{doc.doc_id}.txt"
@@ -1267,6 +1284,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, help="write transcripts to this folder")
     parser.add_argument("--mb", type=float, default=100.0, help="total size in MB (10^6 bytes)")
+    parser.add_argument(
+        "--transcripts",
+        type=int,
+        metavar="N",
+        help="--out: write exactly N transcripts (instead of --mb)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--language", choices=LANGUAGES, default="mixed")
     parser.add_argument("--labels", action="store_true", help="also write labels.jsonl")
@@ -1276,15 +1299,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="score FUNCTION({doc_id: text}) -> {doc_id: [(start, end)]} on labelled documents",
     )
     parser.add_argument("--docs", type=int, default=200, help="documents for --system")
-    parser.add_argument("--density", type=float, default=0.3, help="identifier density")
+    parser.add_argument(
+        "--density",
+        type=float,
+        default=0.3,
+        help="identifier density: the share of sentences that carry identifiers (0-1)",
+    )
     parser.add_argument("--json", type=Path, metavar="OUT", help="--system: write results")
     args = parser.parse_args(argv)
     if not args.out and not args.system:
         parser.error("give --out DIR to write a corpus, or --system MODULE:FUNCTION to score one")
+    try:
+        _check(args.language, args.density)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.transcripts is not None and args.transcripts < 0:
+        parser.error(f"--transcripts must be 0 or more, got {args.transcripts}")
     if args.out:
         t0 = time.perf_counter()
         n, total = write_corpus(
-            args.out, int(args.mb * 1_000_000), args.seed, args.language, args.labels
+            args.out,
+            int(args.mb * 1_000_000),
+            args.seed,
+            args.language,
+            args.labels,
+            density=args.density,
+            count=args.transcripts,
         )
         elapsed = time.perf_counter() - t0
         print(

@@ -227,6 +227,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--language", default="mixed", choices=corpus.LANGUAGES)
     parser.add_argument(
+        "--density", type=float, default=0.3, help="identifier density of the corpus (0-1)"
+    )
+    parser.add_argument(
         "--full-export-mb",
         type=float,
         default=10.0,
@@ -243,6 +246,7 @@ def main() -> int:
         "platform": platform.platform(),
         "seed": args.seed,
         "language": args.language,
+        "density": args.density,
     }
     results: list[dict] = []
     for mb in args.mb:
@@ -250,7 +254,9 @@ def main() -> int:
             folder = Path(tmp)
             data = folder / "transcripts"
             t0 = time.perf_counter()
-            files, nbytes = corpus.write_corpus(data, int(mb * 1e6), args.seed, args.language)
+            files, nbytes = corpus.write_corpus(
+                data, int(mb * 1e6), args.seed, args.language, density=args.density
+            )
             print(
                 f"corpus: {files} files, {nbytes / 1e6:.1f} MB in {time.perf_counter() - t0:.1f} s",
                 file=sys.stderr,

@@ -348,6 +348,22 @@ def test_cli_writes_transcripts_and_manifest(tmp_path):
         assert text[start:end] == value
 
 
+def test_cli_writes_n_transcripts_at_the_density_asked_for(tmp_path):
+    counts = {}
+    for density in (0.05, 0.9):
+        out = tmp_path / str(density)
+        argv = ["--out", str(out), "--transcripts", "3", "--seed", "2", "--labels"]
+        assert corpus.main([*argv, "--density", str(density)]) == 0
+        assert len(list(out.glob("*.txt"))) == 3
+        labels = [json.loads(x) for x in (out / "labels.jsonl").read_text("utf-8").splitlines()]
+        words = sum(len((out / r["file"]).read_text("utf-8").split()) for r in labels)
+        counts[density] = sum(len(r["spans"]) for r in labels) / words
+    assert counts[0.9] > 4 * counts[0.05]  # identifiers per word follow --density
+    with pytest.raises(SystemExit):
+        corpus.main(["--out", str(tmp_path / "x"), "--density", "1.5"])
+    assert not (tmp_path / "x").exists()
+
+
 def test_evaluate_labelled_scores_masks(labelled, tmp_path, monkeypatch, capsys):
     docs = labelled[:10]
     exact = {d.doc_id: [(s, e) for s, e, _, _ in d.spans] for d in docs}
