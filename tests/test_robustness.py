@@ -157,9 +157,10 @@ if delay:
     pathlib.Path.rename = slowed(pathlib.Path.rename)
     pathlib.Path.replace = slowed(pathlib.Path.replace)
 
-from qualpipe.cli import main
+if __name__ == "__main__":  # not in spawned worker processes, which import this file
+    from qualpipe.cli import main
 
-sys.exit(main())
+    sys.exit(main())
 """
 
 
@@ -171,29 +172,50 @@ def kill_test_args(base: Path, key: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_kill_9_in_every_stage_then_rerun_matches_reference(tmp_path: Path) -> None:
+    kill_and_rerun(tmp_path, (), seeds=(1, 2, 3), fast_kills=4)
+
+
+@pytest.mark.slow
+def test_kill_9_with_worker_processes_then_rerun_matches_reference(tmp_path: Path) -> None:
+    """With ``--workers 2`` the batch stages, anonymise and export run in worker
+    processes that write part files into the staging folder: killed runs must leave
+    nothing a re-run trusts or keeps, and the outputs equal those of one process."""
+    kill_and_rerun(tmp_path, ("--workers", "2"), seeds=(5,), fast_kills=3)
+
+
+def kill_and_rerun(
+    tmp_path: Path, extra: tuple[str, ...], seeds: tuple[int, ...], fast_kills: int
+) -> None:
+    """Kill -9 runs at random moments in every stage (``extra``: more CLI options), re-run
+    after each kill, and compare the final outputs with an uninterrupted run without
+    ``extra`` options."""
     main = tmp_path / "slow_main.py"
     main.write_text(SLOW_MAIN, encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if k not in ("QUALPIPE_DEBUG", "QP_SLOW")}
     # every run shares the reference's key: same pseudonyms, same fingerprints
     key = tmp_path / "key.json"
 
-    def start(base: Path, slow: float) -> subprocess.Popen[bytes]:
+    def start(base: Path, slow: float, options: tuple[str, ...] = extra) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            [sys.executable, str(main), *kill_test_args(base, key)],
+            [sys.executable, str(main), *kill_test_args(base, key), *options],
             env={**env, "QP_SLOW": str(slow)},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
 
-    def finish(base: Path) -> None:
-        proc = start(base, 0)
+    def finish(base: Path, options: tuple[str, ...] = extra) -> None:
+        proc = start(base, 0, options)
         _, err = proc.communicate(timeout=180)
         assert proc.returncode == 0, err.decode()
 
     ref = tmp_path / "ref"
     t0 = time.monotonic()
-    finish(ref)
+    finish(ref, ())
     duration = time.monotonic() - t0
+    if extra:  # how long a run with ``extra`` takes
+        t0 = time.monotonic()
+        finish(tmp_path / "timing")
+        duration = time.monotonic() - t0
     want = snapshot(ref / "wd")
     want_exports = assert_exports_consistent(ref / "wd", ref / "exports")
     want_key = key.read_bytes()
@@ -224,7 +246,7 @@ def test_kill_9_in_every_stage_then_rerun_matches_reference(tmp_path: Path) -> N
 
     # (a) slow mode: for each stage in turn, kill at a random moment after it started
     # writing; re-run after each kill without clearing anything.
-    for seed in (1, 2, 3):
+    for seed in seeds:
         rng = random.Random(seed)
         base = tmp_path / f"slow{seed}"
         for target in STAGES:
@@ -247,15 +269,15 @@ def test_kill_9_in_every_stage_then_rerun_matches_reference(tmp_path: Path) -> N
 
     # (b) fast mode: kill at random times spread over the measured run time, several
     # times in the same workdir, then finish.
-    rng = random.Random(4)
+    rng = random.Random(4 + len(extra))
     base = tmp_path / "fast"
-    for _ in range(4):
+    for _ in range(fast_kills):
         proc = start(base, 0)
         time.sleep(rng.uniform(0.2, 1.0) * duration)
         kill(proc, base)
     finish(base)
     check_final(base)
-    assert kills >= 3 * 4  # most kills landed while a run was under way
+    assert kills >= len(seeds) * 4  # most kills landed while a run was under way
 
 
 # -- 2. disk full ---------------------------------------------------------------------

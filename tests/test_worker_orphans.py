@@ -26,6 +26,18 @@ if __name__ == "__main__":
         time.sleep(120)
 """
 
+# the parent is killed right after it started its workers, before they are set up
+EARLY_KILL = """\
+import os, signal, time
+from qualpipe.executors.base import process_pool
+
+if __name__ == "__main__":
+    pool = process_pool(2)
+    pool.submit(time.sleep, 0.1)
+    print(" ".join(map(str, sorted(pool._processes))), flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
 
 def _alive(pid: int) -> bool:
     try:
@@ -36,15 +48,17 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc (Linux)")
-def test_pool_workers_exit_when_their_parent_is_killed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("script_text", [SCRIPT, EARLY_KILL], ids=["working", "starting"])
+def test_pool_workers_exit_when_their_parent_is_killed(tmp_path: Path, script_text: str) -> None:
     script = tmp_path / "pool.py"
-    script.write_text(SCRIPT, encoding="utf-8")
+    script.write_text(script_text, encoding="utf-8")
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         pids = [int(p) for p in proc.stdout.readline().split()]
         assert pids and all(_alive(p) for p in pids)
-        os.kill(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         deadline = time.monotonic() + 15
         while any(_alive(p) for p in pids) and time.monotonic() < deadline:

@@ -57,26 +57,33 @@ class BatchJob:
         return sha256_text(self.stage_id + canonical_json(self.params))
 
 
-def exit_with_parent(interval: float = 0.5) -> None:
+def exit_with_parent(interval: float = 0.2, parent: int | None = None) -> None:
     """In a worker process: exit as soon as the process that started it is gone.
 
     A pool's workers wait on a pipe their parent shares with them; when the parent is
     killed (``kill -9``, out of memory) nothing tells them, and they stay behind holding
-    memory and, in anonymise, transcript text. :func:`process_pool` starts it in every
+    memory and, in anonymise, transcript text. ``parent`` is the pid of the process that
+    started this one, as that process saw it: a spawned worker starts slowly (a second
+    of imports), and its parent may be killed before this runs, when ``os.getppid()``
+    already names the process that adopted it. :func:`process_pool` starts it in every
     worker.
     """
-    parent = os.getppid()
+    expected = os.getppid() if parent is None else parent
+    if os.getppid() != expected:
+        os._exit(1)
 
     def watch() -> None:
-        while os.getppid() == parent:
+        while os.getppid() == expected:
             time.sleep(interval)
         os._exit(1)
 
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
-def _start_worker(initializer: Callable[..., None] | None, args: tuple[Any, ...]) -> None:
-    exit_with_parent()
+def _start_worker(
+    parent: int, initializer: Callable[..., None] | None, args: tuple[Any, ...]
+) -> None:
+    exit_with_parent(parent=parent)
     if initializer is not None:
         initializer(*args)
 
@@ -90,7 +97,7 @@ def process_pool(
         workers,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_start_worker,
-        initargs=(initializer, args),
+        initargs=(os.getpid(), initializer, args),
     )
 
 
