@@ -351,6 +351,13 @@ def slow_batch(batch, ctx):
     return {"segments": pa.Table.from_pylist(rows, schema=SEGMENTS.schema)}
 
 
+def dying_batch(batch, ctx):
+    import multiprocessing, os, signal
+    if multiprocessing.parent_process() is not None:  # a worker: dies like an OOM kill
+        os.kill(os.getpid(), signal.SIGKILL)
+    return slow_batch(batch, ctx)
+
+
 @hookimpl
 def qualpipe_register_stages(register):
     register(StageType(
@@ -359,7 +366,41 @@ def qualpipe_register_stages(register):
         params=[Param("delay", "float", 0.0, "seconds per batch")],
         process_batch=slow_batch,
     ))
+    register(StageType(
+        name="dying-copy", description="its worker processes are killed", mode="batch",
+        consumes=["documents"], produces=["segments"],
+        params=[Param("delay", "float", 0.0, "seconds per batch")],
+        process_batch=dying_batch,
+    ))
 """
+
+
+def test_a_killed_worker_process_is_a_one_line_error_and_nothing_is_kept(
+    qualpipe_project: Project, fake_distribution: object
+) -> None:
+    site = fake_distribution("qualpipe-slow", "qualpipe_slow_plugin", SLOW_PLUGIN)  # type: ignore[operator]
+    make_project(qualpipe_project, n=4)
+    pipe = qualpipe_project.pipeline(
+        PIPELINE.replace("uses: segment", "uses: dying-copy").replace(
+            "drop_speakers: [Interviewer]", "delay: 0.0"
+        )
+    )
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    exe = [sys.executable, "-m", "qualpipe", "--log-level", "error"]
+    one = subprocess.run(
+        [*exe, "run", str(pipe), "--workers", "2"], env=env, capture_output=True, text=True
+    )
+    assert one.returncode == 1, one.stderr
+    assert "Traceback" not in one.stderr
+    lines = [x for x in one.stderr.splitlines() if x.startswith("qualpipe:")]
+    assert len(lines) == 1 and "a worker process ended abruptly" in lines[0], one.stderr
+    assert "stage 'segment'" in lines[0] and "--workers" in lines[0]
+    wd = qualpipe_project.workdir("demo")
+    assert not (wd / "segment").exists()
+    assert not (wd / ".staging").exists() or not any((wd / ".staging").iterdir())
+    # in one process the same stage works: the error was the worker's death
+    again = subprocess.run([*exe, "run", str(pipe)], env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
 
 
 @pytest.mark.slow

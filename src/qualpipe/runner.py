@@ -14,6 +14,7 @@ import datetime as dt
 import subprocess
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -433,6 +434,13 @@ def execute_stage(sr: StageRun) -> dict[str, Any]:
                     wrapped.exit_code = exc.exit_code  # bad input (exit 2), not a crash
                 raise wrapped from exc
             raise
+        if isinstance(exc, BrokenProcessPool):
+            raise StageError(
+                stage.id,
+                "a worker process ended abruptly (killed, or out of memory); nothing of the "
+                "stage was kept: run again, with fewer --workers if memory is short",
+                stage.plugin.name,
+            ) from exc
         msg = str(exc).splitlines()[0][:300] if str(exc) else ""
         raise StageError(
             stage.id,
