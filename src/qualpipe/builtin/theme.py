@@ -20,6 +20,7 @@ import structlog
 from qualpipe import Input, Output, Param, PipelineError, StageContext, StageType, hookimpl
 from qualpipe.codebook import Codebook
 from qualpipe.schemas import CODEBOOK, COOCCURRENCE, QUOTES, THEME_ASSIGNMENTS, THEMES
+from qualpipe.store import DatasetReader, parquet_file
 from qualpipe.themes.decisions import review_themes
 from qualpipe.themes.quotes import (
     INTERVIEWER_LABELS,
@@ -117,8 +118,15 @@ def run(ctx: StageContext) -> None:
         )
 
     def batches(name: str, columns: tuple[str, ...]) -> Iterator[pa.RecordBatch]:
-        for batch in ctx.batches(name, READ_BATCH):
-            yield batch.select([c for c in columns if c in batch.schema.names])
+        reader = ctx.inputs[name]
+        if not isinstance(reader, DatasetReader):
+            for batch in ctx.batches(name, READ_BATCH):
+                yield batch.select([c for c in columns if c in batch.schema.names])
+            return
+        for f in reader.files:  # only the columns used are read (segments: not `context`)
+            part = parquet_file(f)
+            present = [c for c in columns if c in part.schema_arrow.names]
+            yield from part.iter_batches(batch_size=READ_BATCH, columns=present)
 
     with spill_folder(ctx.workdir) as spill:
         engine = ThemeEngine(book, statuses, version, review.widen(options), Path(spill))

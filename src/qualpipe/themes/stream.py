@@ -61,7 +61,7 @@ from qualpipe.themes.quotes import (
     shorten,
 )
 from qualpipe.themes.rollup import TOTAL, Segment, attributes_dict, theme_nodes, theme_targets
-from qualpipe.themes.text import DROPPED, TfidfMatrix, raw_counts
+from qualpipe.themes.text import DROPPED, TfidfMatrix, word_occurrences
 
 #: Most participant segments clustered for inductive proposals (a seeded sample above).
 PROPOSAL_CAP = 50_000
@@ -87,12 +87,15 @@ def _column(batch: pa.RecordBatch, name: str) -> pa.Array:
     return pa.nulls(batch.num_rows, pa.string())
 
 
-def _lookup(array: pa.Array, mapping: Callable[[str], int]) -> np.ndarray:
-    """Map each string of ``array`` through ``mapping`` (nulls -> -1), once per distinct."""
+def _lookup(
+    array: pa.Array, mapping: Callable[[str], int], null: Callable[[], int] = lambda: -1
+) -> np.ndarray:
+    """Map each string of ``array`` through ``mapping`` (nulls -> ``null()``), once per
+    distinct value."""
     encoded = pc.dictionary_encode(array)
     if isinstance(encoded, pa.ChunkedArray):
         encoded = encoded.combine_chunks()
-    lut = np.array([mapping(v) for v in encoded.dictionary.to_pylist()] + [-1], dtype=np.int64)
+    lut = np.array([mapping(v) for v in encoded.dictionary.to_pylist()] + [null()], dtype=np.int64)
     idx = encoded.indices.fill_null(len(lut) - 1).to_numpy(zero_copy_only=False)
     out: np.ndarray = lut[idx.astype(np.int64)]
     return out
@@ -309,6 +312,117 @@ class SegmentIndex:
         )
 
 
+def _codes(array: pa.Array) -> np.ndarray:
+    """Equal values, equal codes (int64; nulls: -1)."""
+    encoded = pc.dictionary_encode(array)
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()
+    out: np.ndarray = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+    return out.astype(np.int64)
+
+
+def _same_attributes(attrs: pa.Array) -> np.ndarray:
+    """Per row: whether its attributes are those of the row before (null = empty)."""
+    k = len(attrs)
+    same = np.zeros(k, dtype=bool)
+    if k < 2:
+        return same
+    if not isinstance(attrs, pa.MapArray):
+        keys = [tuple(a) if a else () for a in attrs.to_pylist()]
+        same[1:] = [a == b for a, b in pairwise(keys)]
+        return same
+    offsets = attrs.offsets.to_numpy(zero_copy_only=False).astype(np.int64)
+    lengths = np.diff(offsets)
+    if attrs.null_count:
+        lengths[~attrs.is_valid().to_numpy(zero_copy_only=False)] = 0
+    same[1:] = lengths[1:] == lengths[:-1]
+    check = np.flatnonzero(same & (lengths > 0))
+    if len(check):
+        key_codes, value_codes = _codes(attrs.keys), _codes(attrs.items)
+        reps = lengths[check]
+        owner = np.repeat(check, reps)
+        j = np.arange(len(owner)) - np.repeat(np.cumsum(reps) - reps, reps)
+        here, before = offsets[owner] + j, offsets[owner - 1] + j
+        differ = (key_codes[here] != key_codes[before]) | (value_codes[here] != value_codes[before])
+        same[np.unique(owner[differ])] = False
+    return same
+
+
+class _Contexts:
+    """The context (document, participant, attribute set) of each segment, and the
+    documents, participants, attribute sets and pairs of the index, found in the order
+    of the segments. Consecutive segments with the same context are looked up once."""
+
+    def __init__(self, index: SegmentIndex) -> None:
+        self.index = index
+        self.doc_of: dict[str, int] = {}
+        self.part_of: dict[str, int] = {}
+        self.attr_of: dict[Any, int] = {}
+        self.pair_of: dict[tuple[int, int], int] = {}
+        self.ctx_of: dict[tuple[Any, ...], int] = {}
+        #: per context: document, participant, attribute set, pair
+        self.columns: list[list[int]] = [[], [], [], []]
+
+    def add(self, batch: pa.RecordBatch, first: int) -> np.ndarray:
+        """The contexts of the rows of ``batch`` (its first row at position ``first``)."""
+        ix = self.index
+        k = batch.num_rows
+        doc_col, pid_col = _column(batch, "doc_id"), _column(batch, "participant_id")
+        attr_col = _column(batch, "attributes")
+        doc = _codes(doc_col)
+        pid = _codes(pid_col)
+        blank = np.flatnonzero(
+            pc.equal(pid_col, "").fill_null(False).to_numpy(zero_copy_only=False)
+        )
+        pid[blank] = -1  # an empty participant id is none
+        new = np.ones(k, dtype=bool)
+        new[1:] = (doc[1:] != doc[:-1]) | (pid[1:] != pid[:-1])
+        new |= ~_same_attributes(attr_col)
+        at = np.flatnonzero(new)
+        picked = pa.array(at)
+        found: list[int] = []
+        for s, seg_id, doc_id, pid_, attr in zip(
+            at.tolist(),
+            _column(batch, "segment_id").take(picked).to_pylist(),
+            doc_col.take(picked).to_pylist(),
+            pid_col.take(picked).to_pylist(),
+            attr_col.take(picked).to_pylist(),
+            strict=True,
+        ):
+            akey = tuple(attr) if attr else ()
+            pid_ = pid_ or None
+            c = self.ctx_of.get((doc_id, pid_, akey))
+            if c is None:
+                i = first + s
+                d = self.doc_of.get(doc_id)
+                if d is None:
+                    d = self.doc_of[doc_id] = len(ix.docs)
+                    ix.docs.append(doc_id)
+                a = self.attr_of.get(akey)
+                if a is None:
+                    a = self.attr_of[akey] = len(ix.attrsets)
+                    ix.attrsets.append(attributes_dict(attr))
+                who = pid_ or f"doc:{doc_id}"
+                p = self.part_of.get(who)
+                if p is None:
+                    p = self.part_of[who] = len(ix.participants)
+                    ix.participants.append(who)
+                    ix.participant_ids.append(pid_)
+                    ix.first_segment.append(
+                        Segment(seg_id, doc_id, "", None, pid_, ix.attrsets[a], order=i)
+                    )
+                pair = self.pair_of.get((p, a))
+                if pair is None:
+                    pair = self.pair_of[(p, a)] = len(ix.pairs)
+                    ix.pairs.append((p, a))
+                c = self.ctx_of[(doc_id, pid_, akey)] = len(self.columns[0])
+                for col, v in zip(self.columns, (d, p, a, pair), strict=True):
+                    col.append(v)
+            found.append(c)
+        out: np.ndarray = np.repeat(np.array(found, dtype=np.int32), np.diff(np.r_[at, k]))
+        return out
+
+
 class Stats:
     """Segments, documents, participants and prevalence per group, added up chunk by chunk.
 
@@ -387,18 +501,51 @@ def _add_run(
         runs[-2:] = [(h[order], p[order])]
 
 
+def _distinct(masks: np.ndarray, counts: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct bit-set rows, the inverse or the counts): ``np.unique`` over rows, on the
+    single column when the bit sets have one word (much faster)."""
+    one = masks.shape[1] == 1
+    rows = masks[:, 0] if one else masks
+    axis = None if one else 0
+    if counts:
+        distinct, other = np.unique(rows, axis=axis, return_counts=True)
+    else:
+        distinct, other = np.unique(rows, axis=axis, return_inverse=True)
+    return (distinct.reshape(-1, 1) if one else distinct), other.reshape(-1)
+
+
+class _MaskCounts:
+    """How many rows have each distinct bit set, added up over calls; the
+    :func:`qualpipe.themes.cooccurrence.pair_counts` of all of them at the end."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[bytes] = Counter()
+        self.words = 1
+
+    def add(self, masks: np.ndarray) -> None:
+        if not len(masks):
+            return
+        self.words = masks.shape[1]
+        distinct, n = _distinct(masks, counts=True)
+        for mask, times in zip(distinct, n.tolist(), strict=True):
+            self.counts[mask.tobytes()] += times
+
+    def pairs(self, names: Sequence[str]) -> Counter[tuple[str, str]]:
+        counts: Counter[tuple[str, str]] = Counter()
+        for key, times in self.counts.items():
+            mask = np.frombuffer(key, dtype=np.uint64)
+            ordered = sorted(names[i] for i in _decode(mask))
+            for i, a in enumerate(ordered):
+                for b in ordered[i:]:
+                    counts[(a, b)] += times
+        return counts
+
+
 def _pair_counts(masks: np.ndarray, names: Sequence[str]) -> Counter[tuple[str, str]]:
     """:func:`qualpipe.themes.cooccurrence.pair_counts` over bit-set rows."""
-    counts: Counter[tuple[str, str]] = Counter()
-    if not len(masks):
-        return counts
-    distinct, n = np.unique(masks, axis=0, return_counts=True)
-    for mask, times in zip(distinct, n.tolist(), strict=True):
-        ordered = sorted(names[i] for i in _decode(mask))
-        for i, a in enumerate(ordered):
-            for b in ordered[i:]:
-                counts[(a, b)] += times
-    return counts
+    found = _MaskCounts()
+    found.add(masks)
+    return found.pairs(names)
 
 
 def _or_by(groups: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -493,12 +640,7 @@ class ThemeEngine:
         labels = self.options.interviewer_labels
         min_words = self.options.min_words
         speaker_flag: dict[str | None, bool] = {}
-        doc_of: dict[str, int] = {}
-        part_of: dict[str, int] = {}
-        attr_of: dict[Any, int] = {}
-        pair_of: dict[tuple[int, int], int] = {}
-        ctx_of: dict[tuple[Any, ...], int] = {}
-        ctx_cols: list[list[int]] = [[], [], [], []]  # doc, participant, attribute set, pair
+        contexts = _Contexts(ix)
         ctx_parts: list[np.ndarray] = []
         flag_parts: list[np.ndarray] = []
         runs = ix.id_runs  # sorted hashes of the ids of earlier batches, with positions
@@ -507,112 +649,65 @@ class ThemeEngine:
         total = 0
         starts = [0]
         for batch in batches:
-            cols = {
-                name: _column(batch, name).to_pylist()
-                for name in ("segment_id", "doc_id", "text", "speaker", "participant_id")
-            }
-            attrs = _column(batch, "attributes").to_pylist()
-            batch_hashes = np.array([hash(i) for i in cols["segment_id"]], dtype=np.int64)
+            seg_ids = _column(batch, "segment_id")
+            batch_hashes = np.array([hash(i) for i in seg_ids.to_pylist()], dtype=np.int64)
             repeated = _repeated(batch_hashes, runs)  # a repeated segment id: the first counts
-            keep: list[int] = []
-            ctxs: list[int] = []
-            flags: list[int] = []
-            textkeys: list[int] = []
-            lengths: list[int] = []
-            terms: list[int] = []
-            tfs: list[int] = []
-            for row, (seg_id, doc_id, text, speaker, pid, attr) in enumerate(
-                zip(
-                    cols["segment_id"],
-                    cols["doc_id"],
-                    cols["text"],
-                    cols["speaker"],
-                    cols["participant_id"],
-                    attrs,
-                    strict=True,
-                )
-            ):
-                if repeated[row]:
-                    continue
-                keep.append(row)
-                text = text or ""
-                akey = tuple(attr) if attr else ()
-                pid = pid or None
-                c = ctx_of.get((doc_id, pid, akey))
-                if c is None:
-                    i = total + len(keep) - 1
-                    d = doc_of.get(doc_id)
-                    if d is None:
-                        d = doc_of[doc_id] = len(ix.docs)
-                        ix.docs.append(doc_id)
-                    a = attr_of.get(akey)
-                    if a is None:
-                        a = attr_of[akey] = len(ix.attrsets)
-                        ix.attrsets.append(attributes_dict(attr))
-                    who = pid or f"doc:{doc_id}"
-                    p = part_of.get(who)
-                    if p is None:
-                        p = part_of[who] = len(ix.participants)
-                        ix.participants.append(who)
-                        ix.participant_ids.append(pid)
-                        ix.first_segment.append(
-                            Segment(seg_id, doc_id, "", None, pid, ix.attrsets[a], order=i)
-                        )
-                    pair = pair_of.get((p, a))
-                    if pair is None:
-                        pair = pair_of[(p, a)] = len(ix.pairs)
-                        ix.pairs.append((p, a))
-                    c = ctx_of[(doc_id, pid, akey)] = len(ctx_cols[0])
-                    for col, v in zip(ctx_cols, (d, p, a, pair), strict=True):
-                        col.append(v)
-                ctxs.append(c)
-                flag = speaker_flag.get(speaker)
-                if flag is None:
-                    flag = speaker_flag[speaker] = is_interviewer(speaker, labels)
-                split = text.split()
-                bits = (INTERVIEWER if flag else 0) | (READABLE if len(split) >= min_words else 0)
-                if not split:
-                    bits |= BLANK
-                textkeys.append(
-                    0 if bits & (INTERVIEWER | BLANK) else hash(" ".join(text.casefold().split()))
-                )
-                counts = raw_counts(text)
-                terms.extend(map(terms_of.__getitem__, counts))  # -1: a word that never counts
-                tfs.extend(counts.values())
-                lengths.append(len(counts))
-                flags.append(bits)
-            if not keep:
+            keep = np.flatnonzero(~repeated)
+            if not len(keep):
                 continue
+            sub = batch if len(keep) == batch.num_rows else batch.take(pa.array(keep))
+            k = len(keep)
+            ctxs = contexts.add(sub, total)
+            interviewer = _lookup(
+                _column(sub, "speaker"),
+                lambda v: speaker_flag.setdefault(v, is_interviewer(v, labels)),
+                null=lambda: speaker_flag.setdefault(None, is_interviewer(None, labels)),
+            ).astype(bool)
+            texts = _column(sub, "text")
+            split = [(t or "").split() for t in texts.to_pylist()]
+            n_words = np.array([len(w) for w in split], dtype=np.int64)
+            bits = np.where(interviewer, INTERVIEWER, 0) | np.where(
+                n_words >= min_words, READABLE, 0
+            )
+            bits |= np.where(n_words == 0, BLANK, 0)
+            textkeys = np.zeros(k, dtype=np.int64)
+            for i in np.flatnonzero((bits & (INTERVIEWER | BLANK)) == 0).tolist():
+                # " ".join(text.casefold().split()): case folding keeps white space
+                textkeys[i] = hash(" ".join(split[i]).casefold())
+            del split
+            # every word of every segment, counted per segment (-1: a word that never counts)
+            rows, word, words = word_occurrences(texts)
+            lut = np.array([terms_of[w] for w in words] + [-1], dtype=np.int64)
+            term = lut[word]
+            counted = term >= 0
+            width = len(terms_of.words) + 1
+            pairs, tf = np.unique(rows[counted] * width + term[counted], return_counts=True)
+            owner = pairs // width
+            term_arr = (pairs % width).astype(np.int32)
+            per_row = np.bincount(owner, minlength=k).astype(np.int32)
             n = len(starts) - 1
-            term_arr = np.array(terms, dtype=np.int32)
-            counted = term_arr >= 0
-            owner = np.repeat(np.arange(len(lengths)), lengths)
-            per_row = np.bincount(owner[counted], minlength=len(lengths)).astype(np.int32)
-            term_arr = term_arr[counted]
             if len(df) < len(terms_of.words):
                 df = np.r_[df, np.zeros(len(terms_of.words) - len(df), dtype=np.int64)]
             df += np.bincount(term_arr, minlength=len(df))  # distinct words of each segment
-            flag_arr = np.array(flags, dtype=np.uint8) | np.where(per_row > 0, HAS_TERMS, 0)
+            flag_arr = bits.astype(np.uint8) | np.where(per_row > 0, HAS_TERMS, 0)
             np.save(self.spill / f"len-{n}.npy", per_row)
             np.save(self.spill / f"term-{n}.npy", term_arr)
-            np.save(self.spill / f"tf-{n}.npy", np.array(tfs, dtype=np.int32)[counted])
-            np.save(self.spill / f"key-{n}.npy", np.array(textkeys, dtype=np.int64))
-            ids = _column(batch, "segment_id")
-            ids = ids if len(keep) == len(ids) else ids.take(keep)
-            table = pa.table({"segment_id": ids})
+            np.save(self.spill / f"tf-{n}.npy", tf.astype(np.int32))
+            np.save(self.spill / f"key-{n}.npy", textkeys)
+            table = pa.table({"segment_id": _column(sub, "segment_id")})
             with pa.ipc.new_file(str(self.spill / f"ids-{n}.arrow"), table.schema) as out:
                 out.write_table(table)
-            total += len(keep)
+            total += k
             starts.append(total)
-            _add_run(runs, batch_hashes[~repeated], np.arange(total - len(keep), total))
-            ctx_parts.append(np.array(ctxs, dtype=np.int32))
+            _add_run(runs, batch_hashes[keep], np.arange(total - k, total))
+            ctx_parts.append(ctxs)
             flag_parts.append(flag_arr.astype(np.uint8))
         ix.chunk_starts = np.array(starts, dtype=np.int64)
         ix.ctx = np.concatenate(ctx_parts) if ctx_parts else np.zeros(0, np.int32)
         ix.flags = np.concatenate(flag_parts) if flag_parts else np.zeros(0, np.uint8)
         del ctx_parts, flag_parts
         ix.ctx_doc, ix.ctx_part, ix.ctx_attrset, ix.ctx_pair = (
-            np.array(col, dtype=np.int32) for col in ctx_cols
+            np.array(col, dtype=np.int32) for col in contexts.columns
         )
         ix.repeated = self._repeated_keys()
         # TF-IDF over the vocabulary in sorted order, as TfidfMatrix.fit builds it.
@@ -795,6 +890,7 @@ class ThemeEngine:
         self.pairs: dict[tuple[str, str], Counter[tuple[str, str]]] = {
             (kind, "segment"): Counter() for kind in ("code", "theme")
         }
+        code_masks, theme_masks_n = _MaskCounts(), _MaskCounts()
         part_codes = np.zeros((len(ix.participants), self.code_words), dtype=np.uint64)
         part_themes = np.zeros((len(ix.participants), self.node_words), dtype=np.uint64)
         self.centre = np.zeros((self.n_nodes if centroids else 0, len(self.vocab_sorted)))
@@ -804,10 +900,10 @@ class ThemeEngine:
             node = c.a_key % n_nodes
             self.n_assignments += len(segs)
             self.theme_stats.add(node, segs)
-            self.pairs[("code", "segment")].update(_pair_counts(c.s_codes, self.codes))
+            code_masks.add(c.s_codes)
             np.bitwise_or.at(part_codes, ix.part(c.s_seg), c.s_codes)
             theme_segs, theme_masks = _or_by(segs, _set_bits(node, self.node_words))
-            self.pairs[("theme", "segment")].update(_pair_counts(theme_masks, self.node_ids))
+            theme_masks_n.add(theme_masks)
             np.bitwise_or.at(part_themes, ix.part(theme_segs), theme_masks)
             if centroids and len(segs):
                 first, indptr, indices, data = self._rows(n)
@@ -828,6 +924,8 @@ class ThemeEngine:
                         "coders": _name_lists(c.a_coders[lo:hi], coder_names),
                     }
                 )
+        self.pairs[("code", "segment")] = code_masks.pairs(self.codes)
+        self.pairs[("theme", "segment")] = theme_masks_n.pairs(self.node_ids)
         for kind, masks, names_ in (("code", part_codes, self.codes),
                                     ("theme", part_themes, self.node_ids)):  # fmt: skip
             used = masks[np.any(masks != 0, axis=1)]
@@ -1135,11 +1233,11 @@ def _name_lists(masks: np.ndarray, names: Sequence[str]) -> pa.Array:
     """A list<string> array: the sorted names of each bit-set row."""
     if not len(masks):
         return pa.array([], pa.list_(pa.string()))
-    distinct, inverse = np.unique(masks, axis=0, return_inverse=True)
+    distinct, inverse = _distinct(masks)
     lists = pa.array(
         [sorted(names[i] for i in _decode(m)) for m in distinct], pa.list_(pa.string())
     )
-    return lists.take(inverse.reshape(-1))
+    return lists.take(inverse)
 
 
 def _lookup_many(

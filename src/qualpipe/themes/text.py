@@ -14,11 +14,15 @@ grows with the number of words in the corpus, not with segments × vocabulary.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from qualpipe.coding.semantic import STOP_WORDS
 
@@ -60,6 +64,172 @@ def token_counts(text: str) -> Counter[str]:
     for word in [w for w in counts if len(w) < 2 or w in DROPPED]:
         del counts[word]
     return counts
+
+
+#: Characters the Arrow (RE2) tokeniser may see: below this code point only.
+ARROW_RANGE = 0x3001
+
+
+@dataclass(frozen=True)
+class _ArrowClasses:
+    """What the vectorised tokeniser needs to give, on texts made only of "safe"
+    characters, exactly what the Python functions above give (see :func:`_arrow_classes`)."""
+
+    unsafe: str  # RE2: one character the vectorised path cannot handle
+    annotation: str  # RE2: ANNOTATION
+    letter: np.ndarray  # per code point below ARROW_RANGE: LETTERS matches it
+
+
+def _ranges(codes: Sequence[int]) -> str:
+    """An RE2 character-class body for the sorted code points ``codes``."""
+    out: list[str] = []
+    i = 0
+    while i < len(codes):
+        j = i
+        while j + 1 < len(codes) and codes[j + 1] == codes[j] + 1:
+            j += 1
+        out.append(f"\\x{{{codes[i]:x}}}" + (f"-\\x{{{codes[j]:x}}}" if j > i else ""))
+        i = j + 1
+    return "".join(out)
+
+
+@functools.cache
+def _arrow_classes() -> _ArrowClasses:
+    """Character classes built from Python's own behaviour, character by character.
+
+    A character is *safe* when, below :data:`ARROW_RANGE`, it lower-cases to one
+    character (also below it) with no context rule (not Σ, whose lower case depends on
+    the next letter) and Arrow's ``utf8_lower`` agrees. On safe text lower-casing is a
+    character map, so Arrow's result equals Python's; the annotation pattern spells out
+    ``\\s`` as the characters Python's ``\\s`` matches (``str.isspace``: none from
+    ARROW_RANGE on). Texts with any other character take the Python path.
+    """
+    chars = [chr(c) for c in range(1, ARROW_RANGE)]
+    arrow_lower = pc.utf8_lower(pa.array(chars, pa.string())).to_pylist()
+    safe = []
+    for ch, lowered in zip(chars, arrow_lower, strict=True):
+        py = ch.lower()
+        if len(py) == 1 and ord(py) < ARROW_RANGE and ch != "\u03a3" and lowered == py:
+            safe.append(ord(ch))
+    letter = np.zeros(ARROW_RANGE, dtype=bool)
+    letter[[ord(ch) for ch in chars if LETTERS.fullmatch(ch)]] = True
+    spaces = _ranges([ord(ch) for ch in chars if ch.isspace()])
+    token = f"[^(){spaces}]+"
+    return _ArrowClasses(
+        unsafe=f"[^{_ranges(safe)}]",
+        annotation=(
+            r"\[[^\[\]\n]{0,60}\]|\("
+            f"[{spaces}]*{token}(?:[{spaces}]+{token}){{0,5}}[{spaces}]*"
+            r"\)"
+        ),
+        letter=letter,
+    )
+
+
+def _strings(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """``texts`` as one array, nulls as empty strings."""
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    if texts.null_count:
+        texts = texts.fill_null("")
+    return texts
+
+
+def _utf8(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets from 0, UTF-8 bytes) of a string array without nulls."""
+    buffers = texts.buffers()
+    large = pa.types.is_large_string(texts.type)
+    raw = np.frombuffer(buffers[1], dtype=np.int64 if large else np.int32)
+    offsets: np.ndarray = raw[texts.offset : texts.offset + len(texts) + 1].astype(np.int64)
+    if buffers[2] is None or not len(offsets) or offsets[-1] == offsets[0]:
+        return offsets - offsets[:1], np.zeros(0, np.uint8)
+    data = np.frombuffer(buffers[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+    return offsets - offsets[0], data
+
+
+def _letter_bytes(data: np.ndarray, letter: np.ndarray) -> np.ndarray:
+    """Per byte of safe UTF-8 text (characters of at most 3 bytes): whether its
+    character is a letter (LETTERS)."""
+    out: np.ndarray = letter[:128][np.minimum(data, 127)] & (data < 128)
+    lead = np.flatnonzero(data >= 0xC0)  # the first bytes of characters beyond ASCII
+    if len(lead):
+        first = data[lead].astype(np.int32)
+        two = first < 0xE0
+        padded = np.r_[data, np.uint8(0)]
+        b1 = padded[lead + 1].astype(np.int32) & 0x3F
+        b2 = padded[np.minimum(lead + 2, len(data))].astype(np.int32) & 0x3F
+        code = np.where(
+            two,
+            ((first & 0x1F) << 6) | b1,
+            ((first & 0x0F) << 12) | (b1 << 6) | b2,
+        )
+        is_letter = letter[code]
+        out[lead] = is_letter
+        out[lead + 1] = is_letter
+        out[lead[~two] + 2] = is_letter[~two]
+    return out
+
+
+def word_occurrences(
+    texts: pa.Array | pa.ChunkedArray,
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Every word of every text as :func:`raw_counts` finds them, vectorised.
+
+    Returns (row, word) pairs, sorted by row, with ``word`` an index into the returned
+    list of distinct words: ``Counter(words[w] for r, w in pairs if r == i)`` is
+    ``raw_counts(texts[i])`` (the order of the pairs within a row is not that of the
+    text). Annotations are removed and text lower-cased by Arrow, runs of letters found
+    with numpy on the UTF-8 bytes; texts with characters :func:`_arrow_classes` does not
+    call safe are counted by :func:`raw_counts` itself.
+    """
+    texts = _strings(texts)
+    classes = _arrow_classes()
+    unsafe = pc.match_substring_regex(texts, pattern=classes.unsafe)
+    python_mask = unsafe.to_numpy(zero_copy_only=False)
+    python = np.flatnonzero(python_mask)
+    rows: list[np.ndarray] = []
+    idx: list[np.ndarray] = []
+    words: list[str] = []
+    if len(python) < len(texts):
+        arrow = np.flatnonzero(~python_mask)
+        part = texts if not len(python) else texts.take(arrow)
+        cleaned = pc.replace_substring_regex(part, pattern=classes.annotation, replacement=" ")
+        offsets, data = _utf8(pc.utf8_lower(cleaned))
+        letter = _letter_bytes(data, classes.letter)
+        start = letter.copy()
+        start[1:] &= ~letter[:-1]
+        at_row = offsets[:-1][offsets[:-1] < offsets[1:]]
+        start[at_row] = letter[at_row]  # a word never goes on into the next text
+        starts = np.flatnonzero(start)
+        packed = data[letter]
+        bounds = np.r_[np.flatnonzero(start[letter]), len(packed)].astype(np.int32)
+        flat = pa.StringArray.from_buffers(
+            len(starts), pa.py_buffer(bounds), pa.py_buffer(packed.tobytes())
+        )
+        encoded = pc.dictionary_encode(flat)
+        words = encoded.dictionary.to_pylist()
+        rows.append(arrow[np.searchsorted(offsets, starts, side="right") - 1])
+        idx.append(encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64))
+    if len(python):
+        index = {w: i for i, w in enumerate(words)}
+        py_rows: list[int] = []
+        py_idx: list[int] = []
+        for i, text in zip(python.tolist(), texts.take(python).to_pylist(), strict=True):
+            for word, n in raw_counts(text).items():
+                w = index.get(word)
+                if w is None:
+                    w = index[word] = len(words)
+                    words.append(word)
+                py_rows += [i] * n
+                py_idx += [w] * n
+        rows.append(np.array(py_rows, dtype=np.int64))
+        idx.append(np.array(py_idx, dtype=np.int64))
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), words
+    row_of = np.concatenate(rows)
+    word_of = np.concatenate(idx)
+    order = np.argsort(row_of, kind="stable")
+    return row_of[order], word_of[order], words
 
 
 class TfidfMatrix:
