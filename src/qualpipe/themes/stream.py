@@ -575,6 +575,31 @@ def _blocks(indptr: np.ndarray, rows: np.ndarray) -> Iterator[tuple[int, int]]:
     yield from zip(starts, [*starts[1:], len(rows)], strict=True)
 
 
+def _row_squares(weights: np.ndarray, indptr: np.ndarray) -> np.ndarray:
+    """``np.dot(w, w)`` of every CSR row ``w``, with the rounding of ``np.dot`` itself
+    (the rounding of :meth:`TfidfMatrix.fit`): rows of equal length are stacked and put
+    through ``np.vecdot``, which runs the same BLAS dot per row (numpy 2; row by row on
+    older numpy)."""
+    lengths = np.diff(indptr)
+    out = np.zeros(len(lengths), dtype=np.float64)
+    vecdot = getattr(np, "vecdot", None)
+    if vecdot is None:  # numpy < 2
+        for i, (lo, hi) in enumerate(pairwise(indptr.tolist())):
+            out[i] = float(np.dot(weights[lo:hi], weights[lo:hi]))
+        return out
+    order = np.argsort(lengths, kind="stable")
+    sizes = lengths[order]
+    cuts = np.flatnonzero(np.r_[True, sizes[1:] != sizes[:-1]]).tolist()
+    for lo, hi in zip(cuts, [*cuts[1:], len(order)], strict=True):
+        size = int(sizes[lo])
+        if not size:
+            continue
+        rows = order[lo:hi]
+        block = weights[indptr[rows][:, None] + np.arange(size)]
+        out[rows] = vecdot(block, block)
+    return out
+
+
 @dataclass
 class _Chunk:
     """The roll-up of one chunk of segments, reduced."""
@@ -741,21 +766,28 @@ class ThemeEngine:
         return out
 
     def _rows(self, n: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
-        """(first segment, indptr, indices, data) of chunk ``n``: unit TF-IDF rows."""
+        """(first segment, indptr, indices, data) of chunk ``n``: unit TF-IDF rows
+        (computed from the spilled words once, then read back)."""
         first = int(self.index.chunk_starts[n])
         lengths = np.load(self.spill / f"len-{n}.npy").astype(np.int64)
-        terms = self.remap[np.load(self.spill / f"term-{n}.npy")]
-        tf = np.load(self.spill / f"tf-{n}.npy").astype(np.float64)
-        row = np.repeat(np.arange(len(lengths)), lengths)
-        order = np.lexsort((terms, row))
-        terms, tf = terms[order], tf[order]
-        weights = (1 + np.log(tf)) * self.idf[terms]
         indptr = np.r_[0, np.cumsum(lengths)].astype(np.int64)
-        bounds = indptr.tolist()
-        # np.dot row by row: the rounding of TfidfMatrix.fit
-        squares = [float(np.dot(weights[lo:hi], weights[lo:hi])) for lo, hi in pairwise(bounds)]
-        norms = np.repeat(np.sqrt(np.array(squares, dtype=np.float64)), lengths)
+        done = self.spill / f"data-{n}.npy"
+        if done.exists():
+            terms = np.load(self.spill / f"terms-{n}.npy").astype(np.int64)
+            return first, indptr, terms, np.load(done)
+        term_ids = self.remap[np.load(self.spill / f"term-{n}.npy")]
+        tf = np.load(self.spill / f"tf-{n}.npy").astype(np.float64)
+        # sorted by (row, term), as TfidfMatrix.fit orders each row
+        row = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
+        order = np.argsort(row * max(1, len(self.vocab_sorted)) + term_ids, kind="stable")
+        terms, tf = term_ids[order], tf[order]
+        weights = (1 + np.log(tf)) * self.idf[terms]
+        norms = np.repeat(np.sqrt(_row_squares(weights, indptr)), lengths)
         data = np.where(norms != 0, weights / np.where(norms != 0, norms, 1.0), weights)
+        np.save(self.spill / f"terms-{n}.npy", terms.astype(np.int32))
+        np.save(done, data)
+        for name in (f"term-{n}.npy", f"tf-{n}.npy"):
+            (self.spill / name).unlink()
         return first, indptr, terms, data
 
     # -- pass 2: codings -----------------------------------------------------------------
