@@ -158,9 +158,12 @@ def test_awkward_text_streams_to_a_valid_project_with_the_same_bytes(
     monkeypatch.setattr(refi, "READ_ROWS", 1000)
     [big] = export_qdpx(bundle)
     expected = big.read_bytes()
-    # a row a batch and a tiny XML buffer give the same archive
+    # a row a batch and a spill run, and tiny XML and copy buffers give the same archive
     monkeypatch.setattr(refi, "READ_ROWS", 1)
+    monkeypatch.setattr(refi, "DOCUMENT_ROWS", 1)
+    monkeypatch.setattr(refi, "SPILL_ROWS", 1)
     monkeypatch.setattr(refi, "XML_CHUNK", 10)
+    monkeypatch.setattr(refi, "COPY_BYTES", 3)
     big.unlink()
     [small] = export_qdpx(bundle)
     assert small.read_bytes() == expected

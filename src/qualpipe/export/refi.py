@@ -33,6 +33,14 @@ codebook file's own name, found through the codebook stage of the run).
 
 What real programs do with imperfect files, and what this module guards against:
 docs/interop.md.
+
+Memory does not grow with the corpus: the datasets are read a batch at a time; the texts,
+and the segments and codings partitioned by document, wait in spill files (a hidden
+temporary folder beside the archive, removed at the end); each document's selections are
+made from its own rows and its ``TextSource`` goes, compressed, to a spill of the XML,
+which is copied into ``project.qde`` once the coders' totals (the ``Users`` that come
+first) are known. Held throughout: a few fields per document and the codebook. Same bytes
+as building it all in memory (tests/test_export_qdpx_stream.py); docs/performance.md.
 """
 
 from __future__ import annotations
@@ -44,17 +52,20 @@ import re
 import uuid
 import xml.etree.ElementTree as ET
 import zipfile
+from array import array
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager as ContextManager
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
+from tempfile import TemporaryDirectory
 from typing import Any, BinaryIO
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -247,6 +258,14 @@ class _LfText:
                 out.append("\n" if ch == "\r" else ch)
         self.text = "".join(out)
 
+    @classmethod
+    def restored(cls, text: str, length: int, removed: list[int]) -> _LfText:
+        """The text read back from :class:`_Texts`: the exported text, the length of the
+        dataset's text and the offsets the export removed from it."""
+        lf = cls.__new__(cls)
+        lf.text, lf.length, lf.removed = text, length, removed
+        return lf
+
     def map(self, offset: int) -> int:
         return offset - bisect_left(self.removed, offset) if self.removed else offset
 
@@ -268,20 +287,24 @@ class _Selection:
     memo: str
     key: tuple[Any, ...]  # what makes it unique: its GUIDs come from it
     order: tuple[Any, ...]  # where it goes among the selections of its source
-    source: _Source | None = None  # while the codings are read
 
 
 @dataclass
 class _Source:
+    """What the project keeps of a document throughout (the cases, sets and ``TextSource``
+    name it); its text and its selections are read back from the spill files on disk when
+    its ``TextSource`` is written, one document at a time."""
+
     doc_id: str
     guid: str
     name: str
     participant: str | None
     attributes: dict[str, str]
-    text: _LfText
+    length: int  # characters of the dataset's text (what offsets are checked against)
     sensitive: bool
     language: str | None
-    selections: list[_Selection] = field(default_factory=list)
+    text_at: tuple[int, int, int]  # in the texts file: offset, UTF-8 bytes, offsets removed
+    number: int = -1  # the place in doc_id order: the document's partition in the spills
 
 
 @dataclass
@@ -396,11 +419,16 @@ class _Xml:
     the same tree, so that a project never has to be one tree (or one string) in memory.
     """
 
-    def __init__(self, out: BinaryIO) -> None:
+    def __init__(self, out: BinaryIO, within: Sequence[str] = ()) -> None:
+        """``within``: the elements (outermost first) another writer has opened, so that
+        this one writes a part of their children (the innermost has none written yet)."""
         self._out = out
         self._chunks: list[str] = []
         self._size = 0
-        self._open: list[tuple[str, list[bool]]] = []  # tag, [has children]
+        # tag, [has children]
+        self._open: list[tuple[str, list[bool]]] = [(tag, [True]) for tag in within]
+        if self._open:
+            self._open[-1][1][0] = False
 
     def write(self, text: str) -> None:
         self._chunks.append(text)
@@ -421,6 +449,20 @@ class _Xml:
         """Note that the open element has children written with :meth:`write`."""
         if self._open:
             self._open[-1][1][0] = True
+
+    def has_children(self) -> bool:
+        """Whether the open element has children written."""
+        return bool(self._open and self._open[-1][1][0])
+
+    def copy(self, path: Path, children: bool) -> None:
+        """The bytes of a spill file :func:`_spill_output` wrote: ``children`` of the open
+        element that another :class:`_Xml` wrote ``within`` it (``children``: any)."""
+        self.flush()
+        with _spill_input(path) as spilled:
+            while chunk := spilled.read(COPY_BYTES):
+                self._out.write(chunk)
+        if children:
+            self.had_children()
 
     def _child(self) -> None:
         if self._open:
@@ -471,31 +513,202 @@ def _attributes_text(attrs: Mapping[str, str] | None) -> str:
 READ_ROWS = 16384
 
 
-def _tables(reader: DatasetReader, wanted: Sequence[str] | None) -> Iterator[pa.Table]:
-    """The dataset a batch at a time, only the ``wanted`` columns it has (all when None);
-    a reader without part files (a plugin's or a test's) is read whole."""
+#: Documents a batch when their texts are read (the documents dataset's row groups hold 64).
+DOCUMENT_ROWS = 64
+#: Rows (codings, segments) gathered before they are sorted by document and written to
+#: their spill file: the most rows of a dataset the project holds at once.
+SPILL_ROWS = 1 << 16
+#: Bytes a read when a spilled part of the XML is copied into the archive.
+COPY_BYTES = 1 << 20
+
+
+def _tables(
+    reader: DatasetReader, wanted: Sequence[str] | None, rows: int | None = None
+) -> Iterator[pa.Table]:
+    """The dataset a batch of ``rows`` (default :data:`READ_ROWS`) at a time, only the
+    ``wanted`` columns it has (all when None); a reader without part files (a plugin's
+    or a test's) is read whole."""
+    rows = rows or READ_ROWS
     files = getattr(reader, "files", None)
     if files is None:
         table = reader.read_all()
         if wanted is not None:
             table = table.select([c for c in wanted if c in table.column_names])
-        for batch in table.to_batches(READ_ROWS):
+        for batch in table.to_batches(rows):
             yield pa.Table.from_batches([batch], table.schema)
         return
     for f in files:
         pf = parquet_file(f)
         columns = None if wanted is None else [c for c in wanted if c in pf.schema_arrow.names]
-        for batch in pf.iter_batches(batch_size=READ_ROWS, columns=columns):
+        for batch in pf.iter_batches(batch_size=rows, columns=columns):
             yield pa.Table.from_batches([batch])
+
+
+# -- spill files: what belongs to a document, on disk until its TextSource is written -------
+
+#: Compression of the spilled XML (~12 times smaller at ~1 GB/s), none where pyarrow lacks
+#: it; of the partitions (codings ~3, segments ~4 times smaller): lz4, which costs ~10% of
+#: the export's CPU where zstd cost ~20%.
+_SPILL_CODEC = "zstd" if pa.Codec.is_available("zstd") else None
+_PARTITION_CODEC = "lz4" if pa.Codec.is_available("lz4") else None
+
+
+def _spill_output(path: Path) -> Any:
+    return pa.output_stream(str(path), compression=_SPILL_CODEC)
+
+
+def _spill_input(path: Path) -> Any:
+    return pa.input_stream(str(path), compression=_SPILL_CODEC)
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with the columns and types of ``schema`` (nulls for a column it lacks)."""
+    if table.schema.equals(schema):
+        return table
+    columns = [
+        table.column(f.name).cast(f.type)
+        if f.name in table.column_names
+        else pa.nulls(table.num_rows, f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+class _Partitions:
+    """A dataset's rows partitioned by document on disk, so that the project holds the
+    rows of one document at a time, never a dataset's.
+
+    Rows gathered up to :data:`SPILL_ROWS` are sorted by document, stably (a document's
+    rows stay in the order they were read), and written to one Arrow IPC file as a record
+    batch per document; :meth:`rows` reads a document's batches back.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.schema: pa.Schema | None = None
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+        self._writer: Any = None
+        self._reader: Any = None
+        self._file: Any = None
+        self._batches: dict[int, list[int]] = {}  # document number -> batches in the file
+        self._written = 0
+
+    def add(self, table: pa.Table, documents: pa.ChunkedArray | pa.Array) -> None:
+        """The rows of ``table``, row ``i`` of document number ``documents[i]``."""
+        if not table.num_rows:
+            return
+        if self.schema is None:
+            self.schema = table.schema
+        table = _conform(table, self.schema)
+        self._pending.append(table.append_column("__document", documents))
+        self._pending_rows += table.num_rows
+        if self._pending_rows >= SPILL_ROWS:
+            self._spill()
+
+    def _spill(self) -> None:
+        if not self._pending:
+            return
+        table = pa.concat_tables(self._pending)
+        self._pending, self._pending_rows = [], 0
+        documents = np.concatenate(
+            [c.to_numpy(zero_copy_only=False) for c in table.column("__document").chunks]
+        )
+        order = np.argsort(documents, kind="stable")
+        documents = documents[order]
+        table = table.drop_columns(["__document"]).take(pa.array(order)).combine_chunks()
+        if self._writer is None:
+            options = pa.ipc.IpcWriteOptions(compression=_PARTITION_CODEC)
+            self._writer = pa.ipc.new_file(str(self.path), table.schema, options=options)
+        cuts = (np.flatnonzero(np.diff(documents)) + 1).tolist()
+        for start, end in zip([0, *cuts], [*cuts, len(documents)], strict=True):
+            for batch in table.slice(start, end - start).to_batches():
+                self._writer.write_batch(batch)
+                self._batches.setdefault(int(documents[start]), []).append(self._written)
+                self._written += 1
+
+    def finish(self) -> None:
+        """Every row is added: write what is gathered and open the file to read."""
+        self._spill()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+            self._file = pa.OSFile(str(self.path))
+            self._reader = pa.ipc.open_file(self._file)
+
+    def rows(self, document: int) -> pa.Table | None:
+        """The rows of document number ``document`` in the order they were read."""
+        numbers = self._batches.get(document)
+        if not numbers:
+            return None
+        return pa.Table.from_batches([self._reader.get_batch(i) for i in numbers])
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        if self._file is not None:
+            self._file.close()
+        self._writer = self._reader = self._file = None
+
+
+class _Texts:
+    """The documents' texts as exported (UTF-8, LF) in one file on disk, each followed by
+    the offsets its export removed (int64)."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = path.open("w+b")
+        self._end = 0
+
+    def add(self, text: _LfText) -> tuple[int, int, int]:
+        """Keep ``text``; return where it is (:attr:`_Source.text_at`)."""
+        data = text.text.encode("utf-8")
+        removed = array("q", text.removed).tobytes()
+        self._file.seek(self._end)
+        self._file.write(data)
+        self._file.write(removed)
+        at = (self._end, len(data), len(text.removed))
+        self._end += len(data) + len(removed)
+        return at
+
+    def data(self, source: _Source) -> bytes:
+        """The exported text's bytes."""
+        self._file.seek(source.text_at[0])
+        return self._file.read(source.text_at[1])
+
+    def text(self, source: _Source) -> _LfText:
+        removed = array("q")
+        data = self.data(source)
+        removed.frombytes(self._file.read(8 * source.text_at[2]))
+        return _LfText.restored(data.decode("utf-8"), source.length, removed.tolist())
+
+    def close(self) -> None:
+        self._file.close()
 
 
 _STATUS_RANK = {"human": 0, "accepted": 1, "suggested": 2}
 
+#: The codings' columns the project uses.
+CODING_COLUMNS = (
+    "coding_id", "segment_id", "doc_id", "start", "end", "code_id", "status",
+    "coder", "coder_version", "coder_settings", "score", "evidence",
+)  # fmt: skip
+
 
 class _Project:
-    """Reads and checks the bundle's datasets, then writes the project element."""
+    """Reads and checks the bundle's datasets, then writes the project element.
 
-    def __init__(self, bundle: ExportBundle, options: Mapping[str, Any]) -> None:
+    Memory does not grow with the corpus' text or codings: the datasets are read a batch
+    at a time; the documents' texts, and the segments and codings partitioned by document,
+    go to spill files in ``spill`` (a temporary folder); then each document's selections
+    are made from its own rows and its ``TextSource`` is written, compressed, to a spill of
+    the XML, counting codings per user (the ``Users`` that come first need them) and the
+    XML's size. :meth:`write` copies that spill between the project's other parts. What
+    stays in memory is a few fields per document (:class:`_Source`) and the codebook.
+    """
+
+    def __init__(
+        self, bundle: ExportBundle, options: Mapping[str, Any], spill: Path, cleanup: ExitStack
+    ) -> None:
         self.bundle = bundle
         self.statuses = _statuses(options)
         self.with_segments = options.get("include_segments_as_codes", False)
@@ -507,97 +720,125 @@ class _Project:
         self.has_codebook = book is not None
         self.book = book if book is not None else Codebook("codebook", [])
         self.code_names = written_names(self.book)
+        self.position = {c.id: i for i, c in enumerate(self.book.codes)}
+        self._code_guids: dict[str, str] = {}
         self.exporter = _User(object_guid("user", "exporter"), EXPORTER_USER, "exporter")
         self.users: dict[tuple[str, ...], _User] = {}
         self._user_of: dict[tuple[Any, ...], _User] = {}
-        self.sources = self._read_documents()
         self.skipped: Counter[str] = Counter()
         self.segments_code: str | None = None
-        segments = self._read_segments()
-        self._read_codings(segments)
+        self.codings = 0  # selections of codings written (duplicates left out)
+        self.segment_codings = 0  # selections of segments written
+        # an upper bound of the XML's size (a selection is ~700 bytes and its memo, escaped,
+        # at most 6 times its characters in UTF-8): the zip uses ZIP64 only where it may need it
+        self.size = 1 << 20
+        self.texts = _Texts(spill / "texts.bin")
+        cleanup.callback(self.texts.close)
+        self.sources = self._read_documents()
+        self.people = self.participants()
+        self._doc_ids = pa.array(list(self.sources), pa.string())
+        self._segments = _Partitions(spill / "segments.arrow")
+        cleanup.callback(self._segments.close)
+        self._codings = _Partitions(spill / "codings.arrow")
+        cleanup.callback(self._codings.close)
+        self._segment_rows = self._read_segments()
+        self._read_codings()
         if self.with_segments:
-            self._code_segments(segments)
-        for source in self.sources.values():
-            source.selections.sort(key=lambda s: s.order)
+            self._name_segments_code()
+        self.sources_xml = spill / "sources.xml"
+        self.sources_have_children = self._write_sources(self.sources_xml)
 
     # -- reading and checking ---------------------------------------------------------------
 
     def _read_documents(self) -> dict[str, _Source]:
+        """The documents, their texts spilled to disk (a batch of documents at a time)."""
         reader = self.bundle.datasets.get("documents")
-        rows: list[dict[str, Any]] = []
-        if reader is not None:
-            wanted = ("doc_id", "participant_id", "attributes", "text", "sensitive", "language")
-            rows = [r for table in _tables(reader, wanted) for r in table.to_pylist()]
-        sources: dict[str, _Source] = {}
-        for row in sorted(rows, key=lambda r: str(r["doc_id"])):
-            doc_id = str(row["doc_id"])
-            participant = _label(str(row.get("participant_id") or "")) or None
-            safe = _UNSAFE_NAME.sub("_", participant).strip("_") if participant else ""
-            sources[doc_id] = _Source(
-                doc_id=doc_id,
-                guid=object_guid("source", doc_id),
-                name=f"{safe}_{doc_id}" if safe else doc_id,
-                participant=participant,
-                attributes=_attributes(row.get("attributes")),
-                text=_LfText(str(row["text"])),
-                sensitive=bool(row.get("sensitive")),
-                language=row.get("language"),
-            )
+        found: dict[str, _Source] = {}
+        wanted = ("doc_id", "participant_id", "attributes", "text", "sensitive", "language")
+        batch = min(READ_ROWS, DOCUMENT_ROWS)
+        for table in _tables(reader, wanted, batch) if reader is not None else ():
+            for row in table.to_pylist():
+                doc_id = str(row["doc_id"])
+                participant = _label(str(row.get("participant_id") or "")) or None
+                safe = _UNSAFE_NAME.sub("_", participant).strip("_") if participant else ""
+                text = _LfText(str(row["text"]))
+                found[doc_id] = _Source(  # the last of a doc_id read, as before
+                    doc_id=doc_id,
+                    guid=object_guid("source", doc_id),
+                    name=f"{safe}_{doc_id}" if safe else doc_id,
+                    participant=participant,
+                    attributes=_attributes(row.get("attributes")),
+                    length=text.length,
+                    sensitive=bool(row.get("sensitive")),
+                    language=row.get("language"),
+                    text_at=self.texts.add(text),
+                )
+        sources = dict(sorted(found.items()))
+        for number, source in enumerate(sources.values()):
+            source.number = number
         return sources
 
-    def _read_segments(self) -> dict[str, dict[str, Any]]:
-        """The segments without their text: whether the text is the document's text at
-        the offsets is found as they are read (``text_ok``), a batch at a time."""
+    def _numbers(self, table: pa.Table) -> pa.ChunkedArray:
+        """The number of each row's document (null: not an exported document)."""
+        ids = pc.fill_null(table.column("doc_id").cast(pa.string()), "None")
+        return pc.index_in(ids, value_set=self._doc_ids)
+
+    def _read_segments(self) -> int:
+        """Partition the segments by document (those of other documents have nothing to
+        be written); return how many the dataset holds."""
         reader = self.bundle.datasets.get("segments")
         if reader is None:
-            return {}
-        wanted = ("segment_id", "doc_id", "start", "end", "text", "strategy", "speaker")
-        out: dict[str, dict[str, Any]] = {}
+            return 0
+        wanted = ["segment_id", "doc_id", "start", "end", "text"]
+        if self.with_segments:
+            wanted += ["strategy", "speaker"]
+        count = 0
         for table in _tables(reader, wanted):
-            has_text = "text" in table.column_names
-            for seg in table.to_pylist():
-                text = seg.pop("text", None)
-                source = self.sources.get(str(seg["doc_id"]))
-                start, end = seg["start"], seg["end"]
-                ok = source is not None and isinstance(start, int) and isinstance(end, int)
-                if ok and source is not None:
-                    t = source.text
-                    ok = 0 <= start <= end <= t.length and (
-                        not has_text or t.text[t.map(start) : t.map(end)] == _LfText(str(text)).text
-                    )
-                seg["text_ok"] = ok
-                if not self.with_segments:  # only what the check of a coding's segment needs
-                    seg = {k: seg[k] for k in ("segment_id", "doc_id", "text_ok")}
-                out[str(seg["segment_id"])] = seg
-        return out
+            count += table.num_rows
+            numbers = self._numbers(table)
+            known = pc.is_valid(numbers)
+            self._segments.add(table.filter(known), numbers.filter(known))
+        self._segments.finish()
+        return count
 
-    def _span(self, what: str, doc_id: str, start: Any, end: Any) -> tuple[_Source, int, int]:
-        """The source and the exported offsets of a span; a span off the text is an error."""
+    def _check_span(self, what: str, doc_id: str, start: Any, end: Any) -> _Source:
+        """The source of a span; a span off the text is an error."""
         source = self.sources.get(doc_id)
         if source is None:
             raise DatasetError(
                 f"export: qdpx: {what} is in document {doc_id!r}, which is not in the "
                 "documents dataset; export the documents it was made on"
             )
-        n = source.text.length
+        n = source.length
         if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= n):
             raise DatasetError(
                 f"export: qdpx: {what} has offsets [{start}, {end}), outside document "
                 f"{doc_id!r} ({n} characters): it was made on another text; re-run the "
                 "stages that made it"
             )
-        return source, source.text.map(start), source.text.map(end)
+        return source
+
+    def _check_coding(self, row: Mapping[str, Any]) -> None:
+        """What is checked of a coding before its document's text is read."""
+        what = f"coding {row['coding_id']!r}"
+        if row["code_id"] not in self.position:
+            raise DatasetError(
+                f"export: qdpx: {what} uses code {row['code_id']!r}, which is not in "
+                f"the codebook {self.book.name!r}; re-run the code stage with this codebook"
+            )
+        self._check_span(what, str(row["doc_id"]), row["start"], row["end"])
+
+    def _segment_error(self, segment_id: Any, doc_id: str) -> DatasetError:
+        return DatasetError(
+            f"export: qdpx: segment {segment_id!r} does not match the text of "
+            f"document {doc_id!r} (was the document changed after it was segmented?); "
+            "re-run segment and code on the documents you export"
+        )
 
     def _check_segment(self, seg: Mapping[str, Any], doc_id: str) -> None:
         """A segment's text must be the document's text at its offsets."""
-        source = self.sources.get(str(seg["doc_id"]))
-        ok = source is not None and str(seg["doc_id"]) == doc_id and seg["text_ok"]
-        if not ok:
-            raise DatasetError(
-                f"export: qdpx: segment {seg['segment_id']!r} does not match the text of "
-                f"document {doc_id!r} (was the document changed after it was segmented?); "
-                "re-run segment and code on the documents you export"
-            )
+        if not (str(seg["doc_id"]) == doc_id and seg["text_ok"]):
+            raise self._segment_error(seg["segment_id"], doc_id)
 
     def _user(self, row: Mapping[str, Any]) -> _User:
         raw = (row["status"] == "human", row["coder"], row.get("coder_version"))
@@ -619,61 +860,48 @@ class _Project:
             self.users[key] = _User(object_guid("user", *key), name, key[0])
         return self.users[key]
 
-    def _read_codings(self, segments: Mapping[str, Mapping[str, Any]]) -> None:
-        """The codings to export, read a batch at a time: a coding is kept as its place,
-        its span and its memo, never as a row."""
+    def _read_codings(self) -> None:
+        """Check the codings to export a batch at a time, with Arrow, and partition them by
+        document; a coding's segment is checked when its document's text is read."""
         reader = self.bundle.datasets.get("codings")
-        position = {c.id: i for i, c in enumerate(self.book.codes)}
-        checked: set[str] = set()
-        picked: list[_Selection] = []
-        guids: dict[str, str] = {}
-        for table in _tables(reader, None) if reader is not None else []:
-            for row in _coding_rows(table):
-                if row["status"] not in self.statuses:
-                    self.skipped[str(row["status"])] += 1
-                    continue
-                if not self.has_codebook:
-                    raise PipelineError(
-                        "export: qdpx: the pipeline has codings but no codebook dataset; add "
-                        "the codebook stage so the codes can be written"
-                    )
-                what = f"coding {row['coding_id']!r}"
-                if row["code_id"] not in position:
-                    raise DatasetError(
-                        f"export: qdpx: {what} uses code {row['code_id']!r}, which is not in "
-                        f"the codebook {self.book.name!r}; re-run the code stage with this "
-                        "codebook"
-                    )
-                doc_id = str(row["doc_id"])
-                source, start, end = self._span(what, doc_id, row["start"], row["end"])
-                seg = segments.get(str(row["segment_id"]))
-                if seg is not None and seg["segment_id"] not in checked:
-                    checked.add(seg["segment_id"])
-                    self._check_segment(seg, doc_id)
-                user = self._user(row)
-                order = (start, end, position[row["code_id"]], user.name,
-                         _STATUS_RANK.get(row["status"], 9), str(row["coding_id"]))  # fmt: skip
-                code_id = row["code_id"]
-                guid = guids.get(code_id)
-                if guid is None:
-                    guid = guids[code_id] = code_guid(self.book.name, code_id)
-                key = (doc_id, start, end, code_id, user.guid)
-                memo = _coding_memo(row, user)
-                picked.append(_Selection(start, end, guid, user, memo, key, order, source))
-        seen: set[tuple[Any, ...]] = set()
-        picked.sort(key=lambda p: p.order)
-        for sel in picked:
-            if sel.key in seen:  # QualCoder keeps one coding per code, coder and span
-                self.skipped["duplicate"] += 1
+        statuses = pa.array(self.statuses, pa.string())
+        code_ids = pa.array(list(self.position), pa.string())
+        lengths = pa.array([s.length for s in self.sources.values()], pa.int64())
+        for table in _tables(reader, CODING_COLUMNS) if reader is not None else ():
+            status = table.column("status").cast(pa.string())
+            keep = pc.fill_null(pc.is_in(status, value_set=statuses), False)
+            if pc.sum(keep).as_py() != table.num_rows:
+                for value, n in Counter(status.filter(pc.invert(keep)).to_pylist()).items():
+                    self.skipped[str(value)] += n
+                table = table.filter(keep)
+            if not table.num_rows:
                 continue
-            seen.add(sel.key)
-            sel.user.codings += 1
-            if sel.source is not None:
-                sel.source.selections.append(sel)
-                sel.source = None  # the source holds its selections, not the other way
+            if not self.has_codebook:
+                raise PipelineError(
+                    "export: qdpx: the pipeline has codings but no codebook dataset; add "
+                    "the codebook stage so the codes can be written"
+                )
+            numbers = self._numbers(table)
+            known_code = pc.is_in(table.column("code_id").cast(pa.string()), value_set=code_ids)
+            ok = pc.and_(pc.fill_null(known_code, False), pc.is_valid(numbers))
+            start, end = table.column("start"), table.column("end")
+            if pa.types.is_integer(start.type) and pa.types.is_integer(end.type):
+                n = pc.take(lengths, numbers)
+                span = pc.and_(
+                    pc.and_(pc.greater_equal(start, 0), pc.less(start, end)),
+                    pc.less_equal(end, n),
+                )
+                ok = pc.and_(ok, pc.fill_null(span, False))
+            else:
+                ok = pc.and_(ok, pa.scalar(False))
+            if pc.sum(ok).as_py() != table.num_rows:
+                for row in table.filter(pc.invert(ok)).to_pylist():
+                    self._check_coding(row)  # raises the error of the first one
+            self._codings.add(table, numbers)
+        self._codings.finish()
 
-    def _code_segments(self, segments: Mapping[str, Mapping[str, Any]]) -> None:
-        if not segments:
+    def _name_segments_code(self) -> None:
+        if not self._segment_rows:
             raise PipelineError(
                 "export: qdpx: include_segments_as_codes needs the segments dataset; add a "
                 "segment stage or set the option to false"
@@ -684,22 +912,119 @@ class _Project:
             n += 1
             name = f"{SEGMENTS_CODE} {n}"
         self.segments_code = name
+
+    def _write_sources(self, path: Path) -> bool:
+        """Every ``TextSource`` with its selections, in doc_id order and a document at a
+        time, into the spill at ``path``; return whether there is any."""
+        participant_var = object_guid("participant") if self.people else None
+        unresolved: dict[str, str] = {}  # segment id -> the document of a coding of it
+        with _spill_output(path) as out:
+            xml = _Xml(out, within=("Project", "Sources"))
+            for source in self.sources.values():
+                selections = self._selections(source, unresolved)
+                memos = sum(map(len, (s.memo for s in selections)))
+                self.size += 1024 + 6 * len(source.name) + 800 * len(selections) + 6 * memos
+                self._source(xml, source, selections, participant_var)
+            xml.flush()
+            written = xml.has_children()
+        if unresolved:
+            self._check_other_segments(unresolved)
+        return written
+
+    def _check_other_segments(self, unresolved: Mapping[str, str]) -> None:
+        """Codings whose segment is not one of their document's: an error where the segment
+        is in the dataset (of another document), as when the codings were read whole."""
+        reader = self.bundle.datasets.get("segments")
+        wanted = pa.array(list(unresolved), pa.string())
+        for table in _tables(reader, ("segment_id",)) if reader is not None else ():
+            ids = pc.fill_null(table.column("segment_id").cast(pa.string()), "None")
+            found = ids.filter(pc.is_in(ids, value_set=wanted))
+            if len(found):
+                segment_id = found[0].as_py()
+                raise self._segment_error(segment_id, unresolved[segment_id])
+
+    def _selections(self, source: _Source, unresolved: dict[str, str]) -> list[_Selection]:
+        """The document's selections in order: its codings (one per code, coder and span)
+        and, with ``include_segments_as_codes``, its segments."""
+        text = self.texts.text(source)
+        doc_id = source.doc_id
+        segments: dict[str, dict[str, Any]] = {}
+        table = self._segments.rows(source.number)
+        if table is not None:
+            has_text = "text" in table.column_names
+            for seg in table.to_pylist():
+                seg_text = seg.pop("text", None)
+                start, end = seg["start"], seg["end"]
+                seg["text_ok"] = (
+                    isinstance(start, int)
+                    and isinstance(end, int)
+                    and 0 <= start <= end <= text.length
+                    and (
+                        not has_text
+                        or text.text[text.map(start) : text.map(end)] == _LfText(str(seg_text)).text
+                    )
+                )
+                segments[str(seg["segment_id"])] = seg
+        checked: set[str] = set()
+        picked: list[_Selection] = []
+        guids = self._code_guids
+        for row in _coding_rows(self._codings.rows(source.number)):
+            start, end = text.map(row["start"]), text.map(row["end"])
+            segment_id = str(row["segment_id"])
+            seg = segments.get(segment_id)
+            if seg is None:
+                if self._segment_rows:
+                    unresolved.setdefault(segment_id, doc_id)
+            elif segment_id not in checked:
+                checked.add(segment_id)
+                self._check_segment(seg, doc_id)
+            user = self._user(row)
+            code_id = row["code_id"]
+            order = (start, end, self.position[code_id], user.name,
+                     _STATUS_RANK.get(row["status"], 9), str(row["coding_id"]))  # fmt: skip
+            guid = guids.get(code_id)
+            if guid is None:
+                guid = guids[code_id] = code_guid(self.book.name, code_id)
+            key = (doc_id, start, end, code_id, user.guid)
+            memo = _coding_memo(row, user)
+            picked.append(_Selection(start, end, guid, user, memo, key, order))
+        picked.sort(key=lambda p: p.order)
+        seen: set[tuple[Any, ...]] = set()
+        selections: list[_Selection] = []
+        for sel in picked:
+            if sel.key in seen:  # QualCoder keeps one coding per code, coder and span
+                self.skipped["duplicate"] += 1
+                continue
+            seen.add(sel.key)
+            sel.user.codings += 1
+            selections.append(sel)
+        self.codings += len(selections)
+        if self.with_segments:
+            selections += self._segment_selections(source, text, segments.values())
+        selections.sort(key=lambda s: s.order)
+        return selections
+
+    def _segment_selections(
+        self, source: _Source, text: _LfText, segments: Iterable[Mapping[str, Any]]
+    ) -> list[_Selection]:
         guid = object_guid("code", "segments")
-        for seg in segments.values():
-            doc_id = str(seg["doc_id"])
-            if doc_id not in self.sources:
-                continue  # a segment of a document that is not exported
+        doc_id = source.doc_id
+        out: list[_Selection] = []
+        for seg in segments:
             what = f"segment {seg['segment_id']!r}"
-            source, start, end = self._span(what, doc_id, seg["start"], seg["end"])
+            self._check_span(what, doc_id, seg["start"], seg["end"])
+            start, end = text.map(seg["start"]), text.map(seg["end"])
             self._check_segment(seg, doc_id)
             memo = [f"qualpipe segment: {seg['segment_id']}"]
             memo += [f"{k}: {_label(str(seg[k]))}" for k in ("strategy", "speaker") if seg.get(k)]
-            self.exporter.codings += 1
             key = (doc_id, start, end, "segment", self.exporter.guid)
             order = (start, end, len(self.book.codes), "", 9, str(seg["segment_id"]))
-            source.selections.append(
+            out.append(
                 _Selection(start, end, guid, self.exporter, _xml("\n".join(memo)), key, order)
             )
+        self.exporter.codings += len(out)
+        self.segment_codings += len(out)
+        return out
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -736,13 +1061,12 @@ class _Project:
         for user in self.users_in_order():
             ET.SubElement(users, "User", {"guid": user.guid, "name": user.name})
         self._codebook(head)
-        people = self.participants()
-        attributes, participant_guid, participant_name = self._variables(head, people)
+        people = self.people
+        attributes, _, participant_name = self._variables(head, people)
         self._cases(head, people, attributes)
         xml.elements(head)
         xml.start("Sources")
-        for source in self.sources.values():
-            self._source(xml, source, participant_guid)
+        xml.copy(self.sources_xml, self.sources_have_children)  # see _write_sources
         xml.end()
         tail = ET.Element("Project")
         self._notes(tail, memo_guid)
@@ -819,7 +1143,13 @@ class _Project:
             for source in sources:
                 ET.SubElement(case, "SourceRef", {"targetGUID": source.guid})
 
-    def _source(self, xml: _Xml, source: _Source, participant_var: str | None) -> None:
+    def _source(
+        self,
+        xml: _Xml,
+        source: _Source,
+        selections: Sequence[_Selection],
+        participant_var: str | None,
+    ) -> None:
         xml.start(
             "TextSource",
             {
@@ -841,7 +1171,7 @@ class _Project:
         i3, i4, i5 = (xml.indentation(n) for n in (0, 1, 2))
         time = _attribute(self.time)
         write = xml.write
-        for sel in source.selections:
+        for sel in selections:
             # object_guid("selection", *key) and object_guid("coding", *key) share the
             # JSON text of the key: encode it once
             tail = _DUMPS(sel.key)[1:]
@@ -860,7 +1190,7 @@ class _Project:
                 f'{i5}<CodeRef targetGUID="{sel.code_guid}" />{i4}</Coding>'
                 f"{i3}</PlainTextSelection>"
             )
-        if source.selections:
+        if selections:
             xml.had_children()
         if participant_var is not None and source.participant:
             vv = ET.Element("VariableValue")
@@ -897,12 +1227,11 @@ class _Project:
                 ET.SubElement(el, "MemberSource", {"targetGUID": source.guid})
 
     def counts(self) -> dict[str, Any]:
-        selections = [s for src in self.sources.values() for s in src.selections]
         return {
             "documents": len(self.sources),
-            "participants": len(self.participants()),
-            "codings": sum(1 for s in selections if s.user is not self.exporter),
-            "segments_as_codes": sum(1 for s in selections if s.user is self.exporter),
+            "participants": len(self.people),
+            "codings": self.codings,
+            "segments_as_codes": self.segment_codings,
             "coders": {u.name: u.codings for u in self.users_in_order() if u.kind != "exporter"},
             "not_exported": dict(sorted(self.skipped.items())),
             "sensitive_documents": sum(1 for s in self.sources.values() if s.sensitive),
@@ -974,28 +1303,28 @@ def write_qdpx_members(
     """Write the members of the ``.qdpx`` archive for ``bundle`` in order, each into
     ``open_member(name, estimated size)``; return the counts (and ``time``). The project
     XML is streamed, never one tree or one string."""
-    project = _Project(bundle, bundle.options if options is None else options)
-    memo_guid = object_guid("note", "provenance")
-    # an upper bound of the XML's size (a selection is ~700 bytes and its memo, escaped,
-    # at most 6 times its characters in UTF-8): the zip uses ZIP64 only where it may need it
-    size = 1 << 20
-    for source in project.sources.values():
-        memos = sum(map(len, (s.memo for s in source.selections)))
-        size += 1024 + 6 * len(source.name) + 800 * len(source.selections) + 6 * memos
-    with open_member("project.qde", size) as out:
-        xml = _Xml(out)
-        xml.write('<?xml version="1.0" encoding="utf-8"?>\n')
-        project.write(xml, memo_guid)
-        xml.write("\n")
-        xml.flush()
-    for source in project.sources.values():
-        data = source.text.text.encode("utf-8")
-        with open_member(f"sources/{source.guid}.txt", len(data)) as out:
-            out.write(data)
-    memo = project.memo().encode("utf-8")
-    with open_member(f"sources/{memo_guid}.txt", len(memo)) as out:
-        out.write(memo)
-    return project.counts() | {"time": project.time}
+    options = bundle.options if options is None else options
+    # spill files in a hidden temporary folder beside the archive (the export's staging
+    # folder), removed when the members are written or the export fails
+    folder = bundle.out_dir if bundle.out_dir.is_dir() else None
+    with ExitStack() as cleanup:
+        spill = Path(cleanup.enter_context(TemporaryDirectory(prefix=".qdpx-", dir=folder)))
+        project = _Project(bundle, options, spill, cleanup)
+        memo_guid = object_guid("note", "provenance")
+        with open_member("project.qde", project.size) as out:
+            xml = _Xml(out)
+            xml.write('<?xml version="1.0" encoding="utf-8"?>\n')
+            project.write(xml, memo_guid)
+            xml.write("\n")
+            xml.flush()
+        for source in project.sources.values():
+            data = project.texts.data(source)
+            with open_member(f"sources/{source.guid}.txt", len(data)) as out:
+                out.write(data)
+        memo = project.memo().encode("utf-8")
+        with open_member(f"sources/{memo_guid}.txt", len(memo)) as out:
+            out.write(memo)
+        return project.counts() | {"time": project.time}
 
 
 def build_qdpx(bundle: ExportBundle, options: Mapping[str, Any] | None = None) -> QdpxContent:
