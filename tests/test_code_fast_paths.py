@@ -1,20 +1,19 @@
 """The code stage's fast paths give what the plain, word-by-word way gives.
 
-The coders tokenise a segment once per batch (:func:`qualpipe.coding.stems.words_of`,
-which lower-cases the whole text at once), the ``rules`` coder looks only at the words
-that satisfy some keyword, the ``semantic`` coder counts features with a Counter, and
-the stage builds its table column by column. Each test here compares one of those with
-the straightforward computation on inputs chosen to break them.
+The coders tokenise a text once (:func:`qualpipe.coding.stems.words_of`, which
+lower-cases the whole text at once), the ``rules`` coder looks only at the words that
+satisfy some keyword, and the stage builds its table column by column. Each test here
+compares one of those with the straightforward computation on inputs chosen to break
+them; tests/test_code_vector.py compares the batch-at-once coders with the coders as
+they were written segment by segment.
 """
 
 from __future__ import annotations
 
-import math
 import re
 import sys
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -23,7 +22,7 @@ from qualpipe.codebook import Code, Codebook
 from qualpipe.coding import stems as stems_module
 from qualpipe.coding.coders import Coder, CoderContext, Suggestion
 from qualpipe.coding.rules import RULES, setup_rules
-from qualpipe.coding.semantic import _SKIP, SEMANTIC, setup_semantic
+from qualpipe.coding.semantic import SEMANTIC
 from qualpipe.coding.stems import WORD, forget_words, tokens, words_of
 from qualpipe.schemas import CODINGS
 
@@ -149,33 +148,6 @@ def test_rules_overlapping_keywords_and_negation_offsets() -> None:
     assert found["small-talk"].score == 0.75  # the keyword and the pattern
     off = RULES.code(_segments([text]), CoderContext(BOOK, {"negation": False}, None))
     assert len(next(s for s in off if s.code_id == "talk").evidence) == 5
-
-
-def _reference_segment(index: Any, text: str) -> tuple[list[int], list[float], list[Any]]:
-    """TfidfIndex.segment written out word by word, from tokens()."""
-    counts: dict[str, int] = {}
-    first: dict[str, tuple[int, int]] = {}
-    for word, start, end in tokens(text):
-        feat = index._feature(word)
-        if feat is _SKIP:
-            continue
-        counts[feat] = counts.get(feat, 0) + 1
-        first.setdefault(feat, (start, end))
-    known = [f for f in counts if f in index.vocab]
-    cols = np.array([index.vocab[f] for f in known], dtype=np.intp)
-    weights = np.array([1 + math.log(counts[f]) for f in known]) * index.idf[cols]
-    unknown = [1 + math.log(c) for f, c in counts.items() if f not in index.vocab]
-    norm = math.sqrt(float(weights @ weights) + sum((w * index.oov_idf) ** 2 for w in unknown))
-    if norm:
-        weights = weights / norm
-    return cols.tolist(), weights.tolist(), [first[f] for f in known]
-
-
-def test_semantic_segment_equals_the_word_by_word_count() -> None:
-    state = setup_semantic(BOOK, {})
-    for text in [*TRICKY, "talk talk talk walk prata the the och", "the and och"]:
-        cols, weights, where = state.index.segment(text)
-        assert (cols.tolist(), weights.tolist(), where) == _reference_segment(state.index, text)
 
 
 def test_semantic_ties_keep_code_order_and_stop_words_give_nothing() -> None:

@@ -11,6 +11,11 @@ Researchers' ``coding`` decisions (docs/review.md) are applied to every batch: a
 rejected (segment, code) is dropped and never suggested again, an accepted one gets
 status ``accepted``, and added or edited codings become human codings (status
 ``human``, coder ``human:<who>``), which the theme stage counts like imported ones.
+
+Coders that also give their suggestions as columns (``Coder.columns``: the built-in
+``rules`` and ``semantic``) are taken that way when the batch has no decisions to apply
+and distinct segment ids: the table is then built from arrays, without an object per
+suggestion; it is the same table as the suggestion by suggestion way gives.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import structlog
 
 from qualpipe import BatchContext, Input, Param, PipelineError, StageType, hookimpl
@@ -29,7 +36,7 @@ from qualpipe.coding.stems import forget_words
 from qualpipe.decisions import Decision
 from qualpipe.errors import DatasetError
 from qualpipe.fingerprint import canonical_json, sha256_text
-from qualpipe.schemas import CODINGS
+from qualpipe.schemas import CODINGS, EVIDENCE
 
 log = structlog.get_logger("qualpipe")
 
@@ -74,6 +81,13 @@ def process_batch(batch: pa.RecordBatch, ctx: BatchContext) -> dict[str, pa.Tabl
     book, version = _codebook(ctx.side["codebook"])
     known = book.by_id()
     coders: Mapping[str, Coder] = ctx.components.get("coder", {})
+    specs = coder_specs(ctx.params["coders"])
+    if (
+        not ctx.decisions
+        and all(getattr(coders.get(name), "columns", None) is not None for name, _ in specs)
+        and pc.count_distinct(batch.column("segment_id")).as_py() == batch.num_rows
+    ):
+        return {"codings": _columns_table(batch, ctx, book, version, specs)}
     segments = batch.to_pylist()
     by_id = {s["segment_id"]: s for s in segments}
     top_k = ctx.params["top_k"]
@@ -82,7 +96,7 @@ def process_batch(batch: pa.RecordBatch, ctx: BatchContext) -> dict[str, pa.Tabl
     found_rows: list[tuple[Mapping[str, Any], str, Coder, str, Suggestion]] = []
     forget_words()  # the coders of this batch share its segments' words
     try:
-        for name, options in coder_specs(ctx.params["coders"]):
+        for name, options in specs:
             coder = coders.get(name)
             if coder is None:
                 raise PipelineError(
@@ -119,6 +133,127 @@ def process_batch(batch: pa.RecordBatch, ctx: BatchContext) -> dict[str, pa.Tabl
         rows = apply_coding_decisions(rows, by_id, ctx.decisions, book, version)
         return {"codings": pa.Table.from_pylist(rows, schema=CODINGS.schema)}
     return {"codings": _table(found_rows, version)}
+
+
+def _state(coder: Coder, options: dict[str, Any], book: Codebook, version: str) -> CoderContext:
+    settings = settings_hash(options)
+    key = (coder.name, settings, version)
+    if key not in _STATES:
+        _STATES[key] = coder.setup(book, options) if coder.setup else None
+    return CoderContext(book, options, _STATES[key])
+
+
+def _columns_table(
+    batch: pa.RecordBatch,
+    ctx: BatchContext,
+    book: Codebook,
+    version: str,
+    specs: list[tuple[str, dict[str, Any]]],
+) -> pa.Table:
+    """The codings of coders that give :class:`Columns` (the built-in ones), built from
+    columns: the same table as the suggestion by suggestion way, without an object per
+    suggestion (segment ids must be distinct within the batch)."""
+    top_k, min_score = ctx.params["top_k"], ctx.params["min_score"]
+    known = book.by_id()
+    texts = batch.column("text").to_pylist()
+    bases = batch.column("start").to_pylist()
+    # the rows of all coders: their segments, codes, coders, scores and evidence rows
+    segments: list[np.ndarray] = []
+    scores: list[np.ndarray] = []
+    picked: list[np.ndarray] = []  # rows of the evidence lists below, once all are joined
+    codes: list[str] = []
+    names: list[str] = []
+    versions: list[str | None] = []
+    settings: list[str] = []
+    offsets: list[np.ndarray] = [np.zeros(1, dtype=np.int64)]
+    terms: list[str] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    listed = 0  # evidence lists so far
+    forget_words()  # the coders of this batch share its segments' words
+    try:
+        for name, options in specs:
+            coder = ctx.components["coder"][name]
+            assert coder.columns is not None
+            found = coder.columns(texts, bases, _state(coder, options, book, version))
+            if not found.segment:
+                continue
+            for code_id in {found.codes[c] for c in set(found.code)}:
+                if code_id not in known:
+                    raise DatasetError(
+                        f"coder {name!r} suggested code {code_id!r}, which is not in the "
+                        f"codebook (version {version})"
+                    )
+            segment = np.array(found.segment, dtype=np.int64)
+            score = np.array(found.score, dtype=np.float64)
+            rows = np.flatnonzero(score >= min_score)
+            # per segment (in batch order), best first; lexsort is stable
+            rows = rows[np.lexsort((-score[rows], segment[rows]))]
+            if top_k and len(rows):
+                seg = segment[rows]
+                head = np.r_[True, seg[1:] != seg[:-1]]
+                first = np.maximum.accumulate(np.where(head, np.arange(len(rows)), 0))
+                rows = rows[np.arange(len(rows)) - first < top_k]
+            if not len(rows):
+                continue
+            n = len(rows)
+            segments.append(segment[rows])
+            scores.append(score[rows])
+            picked.append(rows + listed)
+            code_ids = found.codes
+            codes += [code_ids[c] for c in np.array(found.code)[rows].tolist()]
+            names += [coder.name] * n
+            versions += [coder.version] * n
+            settings += [settings_hash(options)] * n
+            offsets.append(np.array(found.evidence[1:], dtype=np.int64) + len(terms))
+            terms += found.term
+            starts += found.start
+            ends += found.end
+            listed += len(found.segment)
+    finally:
+        forget_words()
+    if not segments:
+        return _table([], version)
+    n = len(codes)
+    take = pa.array(np.concatenate(segments))
+    seg_ids = batch.column("segment_id").take(take)
+    code_col = pa.array(codes, pa.string())
+    name_col = pa.array(names, pa.string())
+    evidence = pa.ListArray.from_arrays(
+        pa.array(np.concatenate(offsets), pa.int64()).cast(pa.int32()),
+        pa.StructArray.from_arrays(
+            [
+                pa.array(terms, pa.string()),
+                pa.array(starts, pa.int64()),
+                pa.array(ends, pa.int64()),
+            ],
+            fields=list(EVIDENCE),
+        ),
+        type=CODINGS.schema.field("evidence").type,
+    )
+    columns = {
+        "coding_id": pc.binary_join_element_wise(seg_ids, code_col, name_col, ":"),
+        "segment_id": seg_ids,
+        "doc_id": batch.column("doc_id").take(take),
+        "start": batch.column("start").take(take),
+        "end": batch.column("end").take(take),
+        "code_id": code_col,
+        "coder": name_col,
+        "coder_version": pa.array(versions, pa.string()),
+        "coder_settings": pa.array(settings, pa.string()),
+        "score": pa.array(np.concatenate(scores)),
+        "evidence": evidence.take(pa.array(np.concatenate(picked))),
+        "codebook_version": pa.array([version] * n, pa.string()),
+        "status": pa.array(["suggested"] * n, pa.string()),
+    }
+    return pa.Table.from_arrays(
+        [
+            col if col.type == field.type else col.cast(field.type)
+            for field in CODINGS.schema
+            for col in [columns[field.name]]
+        ],
+        schema=CODINGS.schema,
+    )
 
 
 _Found = Sequence[tuple[Mapping[str, Any], str, Coder, str, Suggestion]]

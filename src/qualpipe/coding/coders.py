@@ -25,7 +25,7 @@ Machine codings are suggestions (status ``suggested``); people decide.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +45,34 @@ class Suggestion:
 
 
 @dataclass
+class Columns:
+    """A batch's suggestions as columns: what a coder's optional ``columns`` function
+    returns (the built-in coders have one; the code stage then builds its table without
+    a :class:`Suggestion` per row). Row ``r`` suggests ``codes[code[r]]`` for segment
+    ``segment[r]`` (an index into the batch, rows grouped by segment in batch order)
+    with ``score[r]`` and the evidence ``evidence[r]:evidence[r + 1]`` of ``term``,
+    ``start`` and ``end`` (offsets into the document text); a row spans its segment.
+    """
+
+    codes: Sequence[str]
+    segment: list[int]
+    code: list[int]
+    score: list[float]
+    evidence: list[int]  # len(rows) + 1 offsets into term, start and end
+    term: list[str]
+    start: list[int]
+    end: list[int]
+
+    def suggestions(self, segment_ids: Sequence[str]) -> Iterator[Suggestion]:
+        """The rows as :class:`Suggestion` objects (``segment_ids`` of the batch)."""
+        codes, ev = self.codes, self.evidence
+        for r, (j, c, score) in enumerate(zip(self.segment, self.code, self.score, strict=True)):
+            a, b = ev[r], ev[r + 1]
+            evidence = list(zip(self.term[a:b], self.start[a:b], self.end[a:b], strict=True))
+            yield Suggestion(segment_ids[j], codes[c], score, evidence)
+
+
+@dataclass
 class CoderContext:
     codebook: Codebook
     options: Mapping[str, Any] = field(default_factory=dict)
@@ -52,6 +80,7 @@ class CoderContext:
 
 
 CodeFunction = Callable[[Sequence[Mapping[str, Any]], CoderContext], Iterable[Suggestion]]
+ColumnsFunction = Callable[[list[str], list[int], CoderContext], Columns]
 
 
 @dataclass(frozen=True)
@@ -63,3 +92,6 @@ class Coder:
     setup: Callable[[Codebook, Mapping[str, Any]], Any] | None = None
     version: str = "1"
     description: str = ""
+    #: optional: the same suggestions as ``code`` gives, as :class:`Columns`, from the
+    #: batch's segment texts and their start offsets into their documents
+    columns: ColumnsFunction | None = None

