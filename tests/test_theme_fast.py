@@ -24,7 +24,7 @@ import pytest
 from qualpipe.themes import stream, text
 from qualpipe.themes.quotes import QuoteOptions, is_interviewer
 from qualpipe.themes.rollup import attributes_dict
-from qualpipe.themes.text import raw_counts, tokens, word_occurrences
+from qualpipe.themes.text import raw_counts, split_counts, tokens, word_occurrences
 
 PIECES = [
     *"abcxyzABCXYZ åäöÅÄÖéÉüß İıΣσςµÆæØøŁłĳǅǈ K Ω\u2126\u212a\u00b2\u00bd\u2160",
@@ -236,3 +236,45 @@ def test_engine_reads_segments_as_row_by_row(tmp_path: Path) -> None:
     n = len(kept)
     expected_idf = [np.log((1 + n) / (1 + df[w])) + 1 for w in engine.vocab_sorted]
     assert engine.idf.tolist() == expected_idf
+
+
+def test_split_counts_equal_python() -> None:
+    texts = [*_texts(2, 3000), "", " ", "a b", " a", "a ", "a  b", "a\tb", "a\xa0b", "ab"]
+    array = pa.array(texts, pa.large_string())
+    counts, odd = split_counts(array)
+    assert counts.tolist() == [len((t or "").split()) for t in texts]
+    for t, irregular in zip(texts, odd.tolist(), strict=True):
+        if not irregular:  # the stage keys such a text by the text itself
+            assert " ".join((t or "").split()) == (t or "")
+    assert odd.tolist()[-9:] == [False, True, False, True, True, True, True, True, False]
+    sliced_counts, _ = split_counts(array.slice(3, 100))
+    assert sliced_counts.tolist() == counts.tolist()[3:103]
+
+
+def test_round6_equals_python_round() -> None:
+    rng = np.random.default_rng(7)
+    k = rng.integers(0, 10**6, 50_000)
+    halves = (k + 0.5) / 1e6  # the doubtful cases: next to a half in the sixth decimal
+    values = np.r_[
+        rng.random(200_000),
+        rng.random(20_000) * 2 - 1,
+        rng.random(2_000) * 5_000,
+        halves,
+        np.nextafter(halves, 2),
+        np.nextafter(halves, -2),
+        [0.0, -0.0, 1.0, 0.5, 5e-7, -5e-7, 1.5e-6, 2.5e-6, 1e300, np.inf, -np.inf],
+    ]
+    got = stream.round6(values)
+    expected = np.array([round(v, 6) for v in values.tolist()])
+    assert np.array_equal(got, expected)
+    assert np.array_equal(np.signbit(got), np.signbit(expected))
+    assert np.isnan(stream.round6(np.array([np.nan]))).all()
+
+
+def test_row_squares_are_np_dot_per_row() -> None:
+    rng = np.random.default_rng(11)
+    lengths = np.r_[rng.integers(0, 40, 3000), [0, 1, 15, 16, 17, 31, 32, 33, 64, 257, 0]]
+    indptr = np.r_[0, np.cumsum(lengths)].astype(np.int64)
+    weights = rng.random(int(indptr[-1])) * rng.integers(1, 30, int(indptr[-1]))
+    expected = [float(np.dot(weights[lo:hi], weights[lo:hi])) for lo, hi in pairwise(indptr)]
+    assert stream._row_squares(weights, indptr).tolist() == expected

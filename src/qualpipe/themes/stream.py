@@ -61,7 +61,7 @@ from qualpipe.themes.quotes import (
     shorten,
 )
 from qualpipe.themes.rollup import TOTAL, Segment, attributes_dict, theme_nodes, theme_targets
-from qualpipe.themes.text import DROPPED, TfidfMatrix, word_occurrences
+from qualpipe.themes.text import DROPPED, TfidfMatrix, split_counts, word_occurrences
 
 #: Most participant segments clustered for inductive proposals (a seeded sample above).
 PROPOSAL_CAP = 50_000
@@ -575,6 +575,26 @@ def _blocks(indptr: np.ndarray, rows: np.ndarray) -> Iterator[tuple[int, int]]:
     yield from zip(starts, [*starts[1:], len(rows)], strict=True)
 
 
+def round6(values: np.ndarray) -> np.ndarray:
+    """``round(x, 6)`` of every value, as Python rounds (the decimal rounding of the
+    exact binary value, half to even, then the nearest float).
+
+    ``rint(x * 1e6) / 1e6`` is that whenever ``x * 1e6`` is not within 1e-6 of a half:
+    for ``|x| < 1000`` the product is off the exact one by at most 1.2e-7, so it rounds
+    to the same integer ``k``, and ``k / 1e6`` is correctly rounded like Python's
+    conversion of the decimal ``k``e-6. Values near a half, large or not finite are
+    rounded by Python itself.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        scaled = x * 1e6
+        out: np.ndarray = np.rint(scaled) / 1e6
+        doubtful = ~(np.abs(x) < 1000) | (np.abs(np.abs(scaled - np.trunc(scaled)) - 0.5) < 1e-6)
+    for i in np.flatnonzero(doubtful).tolist():
+        out[i] = round(float(x[i]), 6)
+    return out
+
+
 def _row_squares(weights: np.ndarray, indptr: np.ndarray) -> np.ndarray:
     """``np.dot(w, w)`` of every CSR row ``w``, with the rounding of ``np.dot`` itself
     (the rounding of :meth:`TfidfMatrix.fit`): rows of equal length are stacked and put
@@ -689,19 +709,21 @@ class ThemeEngine:
                 null=lambda: speaker_flag.setdefault(None, is_interviewer(None, labels)),
             ).astype(bool)
             texts = _column(sub, "text")
-            split = [(t or "").split() for t in texts.to_pylist()]
-            n_words = np.array([len(w) for w in split], dtype=np.int64)
+            strings = [t or "" for t in texts.to_pylist()]
+            n_words, odd = split_counts(texts)
             bits = np.where(interviewer, INTERVIEWER, 0) | np.where(
                 n_words >= min_words, READABLE, 0
             )
             bits |= np.where(n_words == 0, BLANK, 0)
             textkeys = np.zeros(k, dtype=np.int64)
+            # hash(" ".join(text.casefold().split())): case folding keeps white space, and
+            # a text without odd spacing is its own " ".join(text.split())
             for i in np.flatnonzero((bits & (INTERVIEWER | BLANK)) == 0).tolist():
-                # " ".join(text.casefold().split()): case folding keeps white space
-                textkeys[i] = hash(" ".join(split[i]).casefold())
-            del split
+                text = " ".join(strings[i].split()) if odd[i] else strings[i]
+                textkeys[i] = hash(text.casefold())
             # every word of every segment, counted per segment (-1: a word that never counts)
-            rows, word, words = word_occurrences(texts)
+            rows, word, words = word_occurrences(texts, strings)
+            del strings
             lut = np.array([terms_of[w] for w in words] + [-1], dtype=np.int64)
             term = lut[word]
             counted = term >= 0
@@ -1076,7 +1098,7 @@ class ThemeEngine:
                 pos, owner = _expand(indptr, segs[lo:hi] - start)
                 prod = data[pos] * self.centre[node_sel[lo:hi][owner], indices[pos]]
                 raw[lo:hi] = np.bincount(owner, weights=prod, minlength=hi - lo)
-            scores = np.array([round(x, 6) for x in raw.tolist()], dtype=np.float64)
+            scores = round6(raw)
             readable = ix.has(READABLE, segs)
             base = {
                 "node": node_all[sel],

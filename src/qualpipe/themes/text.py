@@ -76,7 +76,7 @@ class _ArrowClasses:
     characters, exactly what the Python functions above give (see :func:`_arrow_classes`)."""
 
     unsafe: str  # RE2: one character the vectorised path cannot handle
-    annotation: str  # RE2: ANNOTATION
+    irregular: str  # RE2: white space that is not one space between two words
     letter: np.ndarray  # per code point below ARROW_RANGE: LETTERS matches it
 
 
@@ -98,10 +98,11 @@ def _arrow_classes() -> _ArrowClasses:
     """Character classes built from Python's own behaviour, character by character.
 
     A character is *safe* when, below :data:`ARROW_RANGE`, it lower-cases to one
-    character (also below it) with no context rule (not Σ, whose lower case depends on
-    the next letter) and Arrow's ``utf8_lower`` agrees. On safe text lower-casing is a
-    character map, so Arrow's result equals Python's; the annotation pattern spells out
-    ``\\s`` as the characters Python's ``\\s`` matches (``str.isspace``: none from
+    character (also below it, of as many UTF-8 bytes) with no context rule (not Σ,
+    whose lower case depends on the next letter) and Arrow's ``utf8_lower`` agrees: on
+    safe text lower-casing is a character map that keeps every byte offset, so Arrow's
+    result equals Python's. White space is what
+    ``str.isspace`` says (what ``str.split()`` splits at; there is none from
     ARROW_RANGE on). Texts with any other character take the Python path.
     """
     chars = [chr(c) for c in range(1, ARROW_RANGE)]
@@ -109,21 +110,39 @@ def _arrow_classes() -> _ArrowClasses:
     safe = []
     for ch, lowered in zip(chars, arrow_lower, strict=True):
         py = ch.lower()
-        if len(py) == 1 and ord(py) < ARROW_RANGE and ch != "\u03a3" and lowered == py:
+        if (
+            len(py) == 1
+            and ord(py) < ARROW_RANGE
+            and ch != "\u03a3"
+            and lowered == py
+            and len(py.encode()) == len(ch.encode())  # the same bytes where they were
+        ):
             safe.append(ord(ch))
     letter = np.zeros(ARROW_RANGE, dtype=bool)
     letter[[ord(ch) for ch in chars if LETTERS.fullmatch(ch)]] = True
-    spaces = _ranges([ord(ch) for ch in chars if ch.isspace()])
-    token = f"[^(){spaces}]+"
+    spaces = [ord(ch) for ch in chars if ch.isspace()]
+    ws = _ranges(spaces)
     return _ArrowClasses(
         unsafe=f"[^{_ranges(safe)}]",
-        annotation=(
-            r"\[[^\[\]\n]{0,60}\]|\("
-            f"[{spaces}]*{token}(?:[{spaces}]+{token}){{0,5}}[{spaces}]*"
-            r"\)"
-        ),
+        irregular=f"^[{ws}]|[{ws}]$|[{ws}][{ws}]|[{_ranges([c for c in spaces if c != 32])}]",
         letter=letter,
     )
+
+
+def split_counts(texts: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """(``len(text.split())`` of every text, whether ``" ".join(text.split())`` may not be
+    the text itself). Where the second is false, white space is single spaces between
+    words, and the words are the spaces plus one; elsewhere they are Python's count."""
+    texts = _strings(texts)
+    irregular = pc.match_substring_regex(texts, pattern=_arrow_classes().irregular)
+    odd = irregular.to_numpy(zero_copy_only=False)
+    offsets, data = _utf8(texts)
+    spaces = np.diff(np.searchsorted(np.flatnonzero(data == 32), offsets))
+    counts = np.where(offsets[1:] == offsets[:-1], 0, spaces + 1)
+    at = np.flatnonzero(odd)
+    if len(at):
+        counts[at] = [len(t.split()) for t in texts.take(pa.array(at)).to_pylist()]
+    return counts, odd
 
 
 def _strings(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -150,7 +169,9 @@ def _utf8(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
 def _letter_bytes(data: np.ndarray, letter: np.ndarray) -> np.ndarray:
     """Per byte of safe UTF-8 text (characters of at most 3 bytes): whether its
     character is a letter (LETTERS)."""
-    out: np.ndarray = letter[:128][np.minimum(data, 127)] & (data < 128)
+    ascii_letter = np.zeros(256, dtype=bool)
+    ascii_letter[:128] = letter[:128]
+    out: np.ndarray = ascii_letter[data]
     lead = np.flatnonzero(data >= 0xC0)  # the first bytes of characters beyond ASCII
     if len(lead):
         first = data[lead].astype(np.int32)
@@ -171,19 +192,24 @@ def _letter_bytes(data: np.ndarray, letter: np.ndarray) -> np.ndarray:
 
 
 def word_occurrences(
-    texts: pa.Array | pa.ChunkedArray,
+    texts: pa.Array | pa.ChunkedArray, strings: Sequence[str] | None = None
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Every word of every text as :func:`raw_counts` finds them, vectorised.
 
     Returns (row, word) pairs, sorted by row, with ``word`` an index into the returned
     list of distinct words: ``Counter(words[w] for r, w in pairs if r == i)`` is
     ``raw_counts(texts[i])`` (the order of the pairs within a row is not that of the
-    text). Annotations are removed and text lower-cased by Arrow, runs of letters found
-    with numpy on the UTF-8 bytes; texts with characters :func:`_arrow_classes` does not
-    call safe are counted by :func:`raw_counts` itself.
+    text). ``strings``: the texts as Python strings (nulls as ""), if at hand.
+
+    The text is lower-cased by Arrow, the runs of letters are found with numpy on the
+    UTF-8 bytes, leaving out the spans of annotations Python's ANNOTATION finds (only in
+    texts with a bracket); texts with characters :func:`_arrow_classes` does not call
+    safe are counted by :func:`raw_counts` itself.
     """
     texts = _strings(texts)
     classes = _arrow_classes()
+    if strings is None:
+        strings = texts.to_pylist()
     unsafe = pc.match_substring_regex(texts, pattern=classes.unsafe)
     python_mask = unsafe.to_numpy(zero_copy_only=False)
     python = np.flatnonzero(python_mask)
@@ -192,30 +218,51 @@ def word_occurrences(
     words: list[str] = []
     if len(python) < len(texts):
         arrow = np.flatnonzero(~python_mask)
-        part = texts if not len(python) else texts.take(arrow)
-        cleaned = pc.replace_substring_regex(part, pattern=classes.annotation, replacement=" ")
-        offsets, data = _utf8(pc.utf8_lower(cleaned))
+        part = texts if not len(python) else texts.take(pa.array(arrow))
+        offsets, data = _utf8(pc.utf8_lower(part))
         letter = _letter_bytes(data, classes.letter)
+        # annotations: their bytes are no letters (as if replaced by a space)
+        spans: list[int] = []
+        for base, i in zip(offsets.tolist(), arrow.tolist(), strict=False):
+            text = strings[i]
+            if "[" not in text and "(" not in text:
+                continue
+            ascii_ = text.isascii()
+            for m in ANNOTATION.finditer(text):
+                lo, hi = m.span()
+                if not ascii_:
+                    lo, hi = len(text[:lo].encode()), len(text[:hi].encode())
+                spans += (base + lo, base + hi)
+        if spans:
+            at = np.array(spans, dtype=np.int64).reshape(-1, 2)
+            sizes = at[:, 1] - at[:, 0]
+            inside = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+            letter[np.repeat(at[:, 0], sizes) + inside] = False
         start = letter.copy()
         start[1:] &= ~letter[:-1]
-        at_row = offsets[:-1][offsets[:-1] < offsets[1:]]
-        start[at_row] = letter[at_row]  # a word never goes on into the next text
+        end = letter.copy()
+        end[:-1] &= ~letter[1:]
+        row_start, row_end = offsets[:-1], offsets[1:]
+        filled = row_start < row_end
+        start[row_start[filled]] = letter[row_start[filled]]  # no word goes on into the
+        end[row_end[filled] - 1] = letter[row_end[filled] - 1]  # next text
         starts = np.flatnonzero(start)
-        packed = data[letter]
-        bounds = np.r_[np.flatnonzero(start[letter]), len(packed)].astype(np.int32)
+        lengths = np.flatnonzero(end) - starts + 1
+        bounds = np.r_[0, np.cumsum(lengths)].astype(np.int32)
         flat = pa.StringArray.from_buffers(
-            len(starts), pa.py_buffer(bounds), pa.py_buffer(packed.tobytes())
+            len(starts), pa.py_buffer(bounds), pa.py_buffer(data[letter])
         )
         encoded = pc.dictionary_encode(flat)
         words = encoded.dictionary.to_pylist()
-        rows.append(arrow[np.searchsorted(offsets, starts, side="right") - 1])
+        per_row = np.diff(np.searchsorted(starts, offsets))
+        rows.append(np.repeat(arrow, per_row))
         idx.append(encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64))
     if len(python):
         index = {w: i for i, w in enumerate(words)}
         py_rows: list[int] = []
         py_idx: list[int] = []
-        for i, text in zip(python.tolist(), texts.take(python).to_pylist(), strict=True):
-            for word, n in raw_counts(text).items():
+        for i in python.tolist():
+            for word, n in raw_counts(strings[i]).items():
                 w = index.get(word)
                 if w is None:
                     w = index[word] = len(words)
@@ -226,6 +273,8 @@ def word_occurrences(
         idx.append(np.array(py_idx, dtype=np.int64))
     if not rows:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), words
+    if len(rows) == 1:
+        return rows[0], idx[0], words
     row_of = np.concatenate(rows)
     word_of = np.concatenate(idx)
     order = np.argsort(row_of, kind="stable")
