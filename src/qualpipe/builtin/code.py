@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import structlog
 
 from qualpipe import BatchContext, Input, Param, PipelineError, StageType, hookimpl
@@ -85,7 +84,7 @@ def process_batch(batch: pa.RecordBatch, ctx: BatchContext) -> dict[str, pa.Tabl
     if (
         not ctx.decisions
         and all(getattr(coders.get(name), "columns", None) is not None for name, _ in specs)
-        and pc.count_distinct(batch.column("segment_id")).as_py() == batch.num_rows
+        and len(set(batch.column("segment_id").to_pylist())) == batch.num_rows
     ):
         return {"codings": _columns_table(batch, ctx, book, version, specs)}
     segments = batch.to_pylist()
@@ -215,44 +214,51 @@ def _columns_table(
     if not segments:
         return _table([], version)
     n = len(codes)
-    take = pa.array(np.concatenate(segments))
-    seg_ids = batch.column("segment_id").take(take)
-    code_col = pa.array(codes, pa.string())
-    name_col = pa.array(names, pa.string())
+    take = np.concatenate(segments).tolist()
+    seg_ids = batch.column("segment_id").to_pylist()
+    seg_ids = [seg_ids[j] for j in take]
+    doc_ids = batch.column("doc_id").to_pylist()
+    seg_starts = batch.column("start").to_pylist()
+    seg_ends = batch.column("end").to_pylist()
+    # the evidence lists in the order of the rows (without pyarrow.compute: its import
+    # alone costs ~10 MiB of memory per process)
+    bounds = np.concatenate(offsets)
+    rows = np.concatenate(picked)
+    sizes = bounds[rows + 1] - bounds[rows]
+    heads = np.cumsum(sizes) - sizes
+    items = np.repeat(bounds[rows] - heads, sizes) + np.arange(int(sizes.sum()))
+    listed = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(sizes, out=listed[1:])
+    at = items.tolist()
     evidence = pa.ListArray.from_arrays(
-        pa.array(np.concatenate(offsets), pa.int64()).cast(pa.int32()),
+        pa.array(listed, pa.int32()),
         pa.StructArray.from_arrays(
             [
-                pa.array(terms, pa.string()),
-                pa.array(starts, pa.int64()),
-                pa.array(ends, pa.int64()),
+                pa.array([terms[i] for i in at], pa.string()),
+                pa.array(np.array(starts, dtype=np.int64)[items], pa.int64()),
+                pa.array(np.array(ends, dtype=np.int64)[items], pa.int64()),
             ],
             fields=list(EVIDENCE),
         ),
         type=CODINGS.schema.field("evidence").type,
     )
     columns = {
-        "coding_id": pc.binary_join_element_wise(seg_ids, code_col, name_col, ":"),
+        "coding_id": [f"{s}:{c}:{name}" for s, c, name in zip(seg_ids, codes, names, strict=True)],
         "segment_id": seg_ids,
-        "doc_id": batch.column("doc_id").take(take),
-        "start": batch.column("start").take(take),
-        "end": batch.column("end").take(take),
-        "code_id": code_col,
-        "coder": name_col,
-        "coder_version": pa.array(versions, pa.string()),
-        "coder_settings": pa.array(settings, pa.string()),
-        "score": pa.array(np.concatenate(scores)),
-        "evidence": evidence.take(pa.array(np.concatenate(picked))),
-        "codebook_version": pa.array([version] * n, pa.string()),
-        "status": pa.array(["suggested"] * n, pa.string()),
+        "doc_id": [doc_ids[j] for j in take],
+        "start": [seg_starts[j] for j in take],
+        "end": [seg_ends[j] for j in take],
+        "code_id": codes,
+        "coder": names,
+        "coder_version": versions,
+        "coder_settings": settings,
+        "score": np.concatenate(scores),
+        "evidence": evidence,
+        "codebook_version": [version] * n,
+        "status": ["suggested"] * n,
     }
     return pa.Table.from_arrays(
-        [
-            col if col.type == field.type else col.cast(field.type)
-            for field in CODINGS.schema
-            for col in [columns[field.name]]
-        ],
-        schema=CODINGS.schema,
+        [pa.array(columns[f.name], f.type) for f in CODINGS.schema], schema=CODINGS.schema
     )
 
 

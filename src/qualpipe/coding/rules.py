@@ -429,19 +429,19 @@ class _Negation:
         return 0 < j < n and window > 0 and self.after[j] and clause[j] == clause[last]
 
 
-def _segment_negation(
-    texts: list[str], words: list[str], starts: list[int], ends: list[int], bounds: list[int]
-) -> dict[int, _Negation]:
-    """A dict that builds each segment's :class:`_Negation` on its first use."""
+class _Negations(dict[int, _Negation]):
+    """Each text's :class:`_Negation` of a batch, built on its first use."""
 
-    class Lazy(dict[int, _Negation]):
-        def __missing__(self, j: int) -> _Negation:
-            a, b = bounds[j], bounds[j + 1]
-            spans = list(zip(starts[a:b], ends[a:b], strict=True))
-            found = self[j] = _Negation(texts[j], words[a:b], spans)
-            return found
+    def __init__(self, batch: BatchWords) -> None:
+        super().__init__()
+        self.batch = batch
 
-    return Lazy()
+    def __missing__(self, j: int) -> _Negation:
+        batch = self.batch
+        a, b = batch.bounds[j], batch.bounds[j + 1]
+        spans = list(zip(batch.starts[a:b], batch.ends[a:b], strict=True))
+        found = self[j] = _Negation(batch.texts[j], batch.words[a:b], spans)
+        return found
 
 
 def rules_columns(texts: list[str], bases: list[int], ctx: CoderContext) -> Columns:
@@ -463,7 +463,7 @@ def rules_columns(texts: list[str], bases: list[int], ctx: CoderContext) -> Colu
         for word in new:
             _matchers(state, word)
     window, negate = state.window, state.negation
-    negation = _segment_negation(texts, words, word_starts, word_ends, bounds)
+    negation = _Negations(batch)
     empty: frozenset[int] = frozenset()
     # one row per match: segment, code index, term, span in the segment text
     rows_j: list[int] = []
