@@ -227,11 +227,11 @@ def _columns_table(
     sizes = bounds[rows + 1] - bounds[rows]
     heads = np.cumsum(sizes) - sizes
     items = np.repeat(bounds[rows] - heads, sizes) + np.arange(int(sizes.sum()))
-    listed = np.zeros(n + 1, dtype=np.int32)
-    np.cumsum(sizes, out=listed[1:])
+    lists = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(sizes, out=lists[1:])
     at = items.tolist()
     evidence = pa.ListArray.from_arrays(
-        pa.array(listed, pa.int32()),
+        pa.array(lists, pa.int32()),
         pa.StructArray.from_arrays(
             [
                 pa.array([terms[i] for i in at], pa.string()),
