@@ -278,3 +278,40 @@ def test_row_squares_are_np_dot_per_row() -> None:
     weights = rng.random(int(indptr[-1])) * rng.integers(1, 30, int(indptr[-1]))
     expected = [float(np.dot(weights[lo:hi], weights[lo:hi])) for lo, hi in pairwise(indptr)]
     assert stream._row_squares(weights, indptr).tolist() == expected
+
+
+def test_sample_keys_equal_the_reference() -> None:
+    ids = [f"d{i}:t{i * 7}" for i in range(500)] + ["", "åäö:1", "😀"]
+    for seed in (0, 7, 12345):
+        got = stream._sample_keys(ids, seed)
+        assert got.dtype == np.uint64
+        assert [int(k) for k in got] == [stream._sample_key(i, seed) for i in ids]
+
+
+def test_sample_keeps_the_smallest_keys() -> None:
+    rng = np.random.default_rng(3)
+    sample = stream._Sample()
+    reference: dict[int, tuple[int, list[int]]] = {}
+    seg = 0
+    for _ in range(30):
+        n = int(rng.integers(0, 20))
+        segs = seg + np.sort(rng.choice(40, n, replace=False)).astype(np.int64)
+        seg += 40
+        keys = rng.integers(0, 50, n).astype(np.uint64)  # ties on keys: the segment decides
+        lengths = rng.integers(0, 4, n).astype(np.int64)
+        indices = rng.integers(0, 100, int(lengths.sum())).astype(np.int64)
+        data = rng.random(int(lengths.sum()))
+        sample.add(segs, keys, lengths, indices, data)
+        at = 0
+        for s, k, length in zip(segs.tolist(), keys.tolist(), lengths.tolist(), strict=True):
+            reference[s] = (k, indices[at : at + length].tolist())
+            at += length
+        if len(sample) > 25:
+            sample.prune(20)
+            keep = sorted(reference, key=lambda s: (reference[s][0], s))[:20]
+            reference = {s: reference[s] for s in sorted(keep)}
+            assert sample.limit == reference[keep[-1]][0]
+    assert list(sample) == sorted(reference)
+    indptr = np.r_[0, np.cumsum(sample.lengths)]
+    rows = [sample.indices[lo:hi].tolist() for lo, hi in pairwise(indptr.tolist())]
+    assert rows == [reference[s][1] for s in sorted(reference)]

@@ -44,9 +44,8 @@ from qualpipe.themes.stream import (
 log = structlog.get_logger("qualpipe")
 
 SEGMENT_COLUMNS = ("segment_id", "doc_id", "text", "speaker", "participant_id", "attributes")
-CODING_COLUMNS = (
-    "segment_id", "doc_id", "code_id", "coder", "score", "status", "codebook_version",
-)  # fmt: skip
+#: a coding's doc_id is not read: assignments take the segment's
+CODING_COLUMNS = ("segment_id", "code_id", "coder", "score", "status", "codebook_version")
 
 
 def _rows(ctx: StageContext, name: str, columns: tuple[str, ...]) -> Iterator[dict[str, Any]]:
@@ -123,10 +122,13 @@ def run(ctx: StageContext) -> None:
             for batch in ctx.batches(name, READ_BATCH):
                 yield batch.select([c for c in columns if c in batch.schema.names])
             return
-        for f in reader.files:  # only the columns used are read (segments: not `context`)
+        # only the columns used are read (segments: not `context`), on this thread (the
+        # parts are small: a thread pool per column chunk costs more CPU than it saves)
+        for f in reader.files:
             part = parquet_file(f)
-            present = [c for c in columns if c in part.schema_arrow.names]
-            yield from part.iter_batches(batch_size=READ_BATCH, columns=present)
+            names = set(part.schema_arrow.names)
+            present = [c for c in columns if c in names]
+            yield from part.iter_batches(batch_size=READ_BATCH, columns=present, use_threads=False)
 
     with spill_folder(ctx.workdir) as spill:
         engine = ThemeEngine(book, statuses, version, review.widen(options), Path(spill))

@@ -632,6 +632,62 @@ class _Chunk:
     s_codes: np.ndarray
 
 
+class _Sample:
+    """The segments sampled for proposals, in segment order, with their keys (keyed
+    hashes of their ids; 0 when every eligible segment is taken) and unit TF-IDF rows."""
+
+    def __init__(self) -> None:
+        self.segs = np.zeros(0, dtype=np.int64)
+        self.keys = np.zeros(0, dtype=np.uint64)
+        self.lengths = np.zeros(0, dtype=np.int64)
+        self.indices = np.zeros(0, dtype=np.int64)
+        self.data = np.zeros(0, dtype=np.float64)
+        self._parts: list[tuple[np.ndarray, ...]] = []
+        self._added = 0
+        #: once cut back to the cap: the largest key kept (keys above it never get in)
+        self.limit: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.segs) + self._added
+
+    def __iter__(self) -> Iterator[int]:
+        self._merge()
+        return iter(self.segs.tolist())
+
+    def add(
+        self,
+        segs: np.ndarray,
+        keys: np.ndarray,
+        lengths: np.ndarray,
+        indices: np.ndarray,
+        data: np.ndarray,
+    ) -> None:
+        """Segments after those already in, their keys and CSR rows (lengths, entries)."""
+        self._parts.append((segs, keys, lengths, indices, data))
+        self._added += len(segs)
+
+    def _merge(self) -> None:
+        if not self._parts:
+            return
+        columns = ("segs", "keys", "lengths", "indices", "data")
+        for i, name in enumerate(columns):
+            merged = np.concatenate([getattr(self, name), *(p[i] for p in self._parts)])
+            setattr(self, name, merged)
+        self._parts = []
+        self._added = 0
+
+    def prune(self, cap: int) -> None:
+        """Keep the ``cap`` segments with the smallest (key, segment)."""
+        self._merge()
+        order = np.lexsort((self.segs, self.keys))[:cap]
+        if len(order) == cap:
+            self.limit = int(self.keys[order[-1]])
+        keep = np.sort(order)
+        pos, _ = _expand(np.r_[0, np.cumsum(self.lengths)].astype(np.int64), keep)
+        self.segs, self.keys, self.lengths = self.segs[keep], self.keys[keep], self.lengths[keep]
+        self.indices, self.data = self.indices[pos], self.data[pos]
+
+
 class ThemeEngine:
     """Run the theme computations over streamed ``segments`` and ``codings``.
 
@@ -673,7 +729,7 @@ class ThemeEngine:
         self.used = 0
         self.n_assignments = 0
         self.sample_total = 0
-        self.sample: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.sample = _Sample()
         self._pending: dict[tuple[str, int], list[dict[str, np.ndarray]]] = defaultdict(list)
         self._pending_rows = 0
         self._files: dict[tuple[str, int], int] = Counter()
@@ -1026,9 +1082,7 @@ class ThemeEngine:
         eligible = (ix.flags & (INTERVIEWER | HAS_TERMS)) == HAS_TERMS
         self.sample_total = int(np.count_nonzero(eligible)) if want_sample else 0
         sampling = self.sample_total > PROPOSAL_CAP
-        self.sample = {}
-        self._sample_keys: dict[int, int] = {}
-        self._limit = 2**64  # sample keys are 64-bit: every one is below at first
+        self.sample = _Sample()
         self.groups = self._code_groups(code_jaccard) if code_jaccard is not None else []
         self.group_stats = Stats(ix, len(self.groups))
         group_masks = [
@@ -1044,29 +1098,27 @@ class ThemeEngine:
                 hit = c.s_seg[np.any(c.s_codes & mask, axis=1)]
                 self.group_stats.add(np.full(len(hit), g), hit)
             lo_seg, hi_seg = int(ix.chunk_starts[n]), int(ix.chunk_starts[n + 1])
-            picked: list[int] = []
+            picked = np.zeros(0, dtype=np.int64)
+            keys = np.zeros(0, dtype=np.uint64)
             if want_sample:
-                picked = np.flatnonzero(eligible[lo_seg:hi_seg]).tolist()
+                picked = np.flatnonzero(eligible[lo_seg:hi_seg])
+                keys = np.zeros(len(picked), dtype=np.uint64)
                 if sampling:
-                    ids = ix.chunk_ids(n).take(np.array(picked, dtype=np.int64)).to_pylist()
-                    # only keys up to the PROPOSAL_CAP-th smallest so far can still be in
-                    keyed = [
-                        (s, k)
-                        for s, k in zip(picked, (_sample_key(i, seed) for i in ids), strict=True)
-                        if k <= self._limit
-                    ]
-                    picked = [s for s, _ in keyed]
-                    self._sample_keys.update((lo_seg + s, k) for s, k in keyed)
-            if not picked and not (per and len(c.a_key)):
+                    ids = ix.chunk_ids(n).take(pa.array(picked)).to_pylist()
+                    keys = _sample_keys(ids, seed)
+                    if self.sample.limit is not None:
+                        # only keys up to the PROPOSAL_CAP-th smallest so far can still be in
+                        below = keys <= np.uint64(self.sample.limit)
+                        picked, keys = picked[below], keys[below]
+            if not len(picked) and not (per and len(c.a_key)):
                 continue
             start, indptr, indices, data = self._rows(n)
-            for s in picked:
-                self.sample[start + s] = (
-                    indices[indptr[s] : indptr[s + 1]].copy(),
-                    data[indptr[s] : indptr[s + 1]].copy(),
-                )
+            if len(picked):
+                pos, _ = _expand(indptr, picked)
+                lengths = indptr[picked + 1] - indptr[picked]
+                self.sample.add(start + picked, keys, lengths, indices[pos], data[pos])
             if sampling and len(self.sample) > SAMPLE_SLACK * PROPOSAL_CAP:
-                self._prune_sample()
+                self.sample.prune(PROPOSAL_CAP)
             if not per or not len(c.a_key):
                 continue
             segs_all = c.a_key // n_nodes
@@ -1115,7 +1167,7 @@ class ThemeEngine:
                 )
             self._prune_pool(per)
         if sampling:
-            self._prune_sample()
+            self.sample.prune(PROPOSAL_CAP)
 
     def _code_groups(self, threshold: float) -> list[list[str]]:
         """:func:`qualpipe.themes.proposals.code_group_rows`' groups, biggest first."""
@@ -1139,13 +1191,6 @@ class ThemeEngine:
             groups.setdefault(find(code), []).append(code)
         self.code_jaccard = threshold
         return [g for g in groups.values() if len(g) > 1]
-
-    def _prune_sample(self) -> None:
-        keep = sorted(self.sample, key=lambda s: (self._sample_keys[s], s))[:PROPOSAL_CAP]
-        self.sample = {s: self.sample[s] for s in sorted(keep)}
-        self._sample_keys = {s: self._sample_keys[s] for s in keep}
-        if len(keep) == PROPOSAL_CAP:
-            self._limit = self._sample_keys[keep[-1]]
 
     def _prune_pool(self, per: int) -> None:
         p = self._pool
@@ -1236,17 +1281,11 @@ class ThemeEngine:
         return rows
 
     def proposals(self, n_proposals: int, seed: int) -> list[Proposal]:
-        segs = sorted(self.sample)
+        sample = self.sample
+        segs = list(sample)
         ix = self.index
-        lengths = np.array([len(self.sample[s][0]) for s in segs], dtype=np.int64)
-        indptr = np.r_[0, np.cumsum(lengths)].astype(np.int64)
-        indices = (
-            np.concatenate([self.sample[s][0] for s in segs]) if segs else np.zeros(0, np.int64)
-        )
-        data = (
-            np.concatenate([self.sample[s][1] for s in segs]) if segs else np.zeros(0, np.float64)
-        )
-        matrix = TfidfMatrix(self.vocab_sorted, self.idf, indptr, indices, data)
+        indptr = np.r_[0, np.cumsum(sample.lengths)].astype(np.int64)
+        matrix = TfidfMatrix(self.vocab_sorted, self.idf, indptr, sample.indices, sample.data)
         ids = ix.ids(segs)
         self._sample_ids = dict(zip(ids, segs, strict=True))
         row_of = {seg_id: r for r, seg_id in enumerate(ids)}
@@ -1304,6 +1343,18 @@ def _lookup_many(
     lut = np.r_[lookup(encoded.dictionary.to_pylist()), -1].astype(np.int64)
     idx = encoded.indices.fill_null(len(lut) - 1).to_numpy(zero_copy_only=False)
     out: np.ndarray = lut[idx.astype(np.int64)]
+    return out
+
+
+def _sample_keys(segment_ids: Sequence[str], seed: int) -> np.ndarray:
+    """:func:`_sample_key` of every id (the keyed hash state copied, not made anew)."""
+    base = hashlib.blake2b(digest_size=8, key=str(seed).encode("ascii"))
+    digests = bytearray()
+    for segment_id in segment_ids:
+        h = base.copy()
+        h.update(segment_id.encode("utf-8"))
+        digests += h.digest()
+    out: np.ndarray = np.frombuffer(bytes(digests), dtype=">u8").astype(np.uint64)
     return out
 
 
