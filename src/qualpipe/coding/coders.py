@@ -21,6 +21,13 @@ options)`` runs once per process and codebook version (build indexes, load model
 its result is ``ctx.state``. Evidence offsets point into the **document** text (a
 segment starts at ``seg["start"]``), so every suggestion can be traced to its words.
 Machine codings are suggestions (status ``suggested``); people decide.
+
+A coder may also give ``columns(texts, starts, ctx)``: the same suggestions for a batch
+as a :class:`Columns` (lists of segment indexes, code indexes, scores and flat evidence)
+rather than one object per suggestion. The code stage uses it where it can (no review
+decisions to apply in the batch, distinct segment ids) and builds its table from the
+lists; ``code`` must still give the same suggestions (the built-in coders' ``code``
+turns their columns into suggestions).
 """
 
 from __future__ import annotations
