@@ -145,6 +145,15 @@ def test_same_attributes_equals_python() -> None:
     assert stream._same_attributes(array).tolist() == _same_reference(attrs)
     sliced = array.slice(5, 700)
     assert stream._same_attributes(sliced).tolist() == _same_reference(attrs[5:705])
+    # every row as many attributes (the usual case): compared as shifted arrays
+    pairs = [c for c in choices if c and len(c) == 2]
+    uniform = []
+    for _ in range(1500):
+        uniform.append(uniform[-1] if uniform and rng.random() < 0.7 else rng.choice(pairs))
+    array = pa.array(uniform, pa.map_(pa.string(), pa.string()))
+    assert stream._same_attributes(array).tolist() == _same_reference(uniform)
+    sliced = array.slice(9, 600)
+    assert stream._same_attributes(sliced).tolist() == _same_reference(uniform[9:609])
     as_lists = pa.array(
         [[list(p) for p in a] if a else a for a in attrs], pa.list_(pa.list_(pa.string()))
     )
@@ -315,3 +324,18 @@ def test_sample_keeps_the_smallest_keys() -> None:
     indptr = np.r_[0, np.cumsum(sample.lengths)]
     rows = [sample.indices[lo:hi].tolist() for lo, hi in pairwise(indptr.tolist())]
     assert rows == [reference[s][1] for s in sorted(reference)]
+
+
+def test_equal_to_earlier() -> None:
+    values = ["a", "a", None, None, "", None, "", "", "b", "a", "b", None]
+    array = pa.array(values, pa.string())
+    for shift in (1, 2, 3):
+        plain = [values[i] == values[i - shift] for i in range(shift, len(values))]
+        assert stream._equal_to_earlier(array, shift).tolist() == plain
+        blank = [
+            (values[i] or None) == (values[i - shift] or None) for i in range(shift, len(values))
+        ]
+        assert stream._equal_to_earlier(array, shift, blank=True).tolist() == blank
+    sliced = array.slice(2, 6)
+    expected = [values[i] == values[i - 1] for i in range(3, 8)]
+    assert stream._equal_to_earlier(sliced, 1).tolist() == expected

@@ -321,6 +321,23 @@ def _codes(array: pa.Array) -> np.ndarray:
     return out.astype(np.int64)
 
 
+def _equal_to_earlier(values: pa.Array, shift: int, blank: bool = False) -> np.ndarray:
+    """Per value from ``shift`` on: whether it equals the one ``shift`` places before (two
+    nulls are equal; ``blank``: an empty string counts as null)."""
+    n = len(values)
+    if n <= shift:
+        return np.zeros(0, dtype=bool)
+    later, earlier = values.slice(shift), values.slice(0, n - shift)
+    out: np.ndarray = pc.equal(later, earlier).fill_null(False).to_numpy(zero_copy_only=False)
+    if values.null_count or blank:
+        none = values.is_null()
+        if blank:
+            none = pc.or_(none, pc.equal(values, "").fill_null(False))
+        missing = none.to_numpy(zero_copy_only=False)
+        out = out | (missing[shift:] & missing[: n - shift])
+    return out
+
+
 def _same_attributes(attrs: pa.Array) -> np.ndarray:
     """Per row: whether its attributes are those of the row before (null = empty)."""
     k = len(attrs)
@@ -336,6 +353,14 @@ def _same_attributes(attrs: pa.Array) -> np.ndarray:
     if attrs.null_count:
         lengths[~attrs.is_valid().to_numpy(zero_copy_only=False)] = 0
     same[1:] = lengths[1:] == lengths[:-1]
+    width = int(lengths[0])
+    if width and same[1:].all():  # every row as many attributes: compare shifted arrays
+        lo, hi = int(offsets[0]), int(offsets[-1])
+        equal = _equal_to_earlier(attrs.keys.slice(lo, hi - lo), width) & _equal_to_earlier(
+            attrs.items.slice(lo, hi - lo), width
+        )
+        same[1:] = equal.reshape(k - 1, width).all(axis=1)
+        return same
     check = np.flatnonzero(same & (lengths > 0))
     if len(check):
         key_codes, value_codes = _codes(attrs.keys), _codes(attrs.items)
@@ -369,14 +394,9 @@ class _Contexts:
         k = batch.num_rows
         doc_col, pid_col = _column(batch, "doc_id"), _column(batch, "participant_id")
         attr_col = _column(batch, "attributes")
-        doc = _codes(doc_col)
-        pid = _codes(pid_col)
-        blank = np.flatnonzero(
-            pc.equal(pid_col, "").fill_null(False).to_numpy(zero_copy_only=False)
-        )
-        pid[blank] = -1  # an empty participant id is none
         new = np.ones(k, dtype=bool)
-        new[1:] = (doc[1:] != doc[:-1]) | (pid[1:] != pid[:-1])
+        # an empty participant id is none
+        new[1:] = ~(_equal_to_earlier(doc_col, 1) & _equal_to_earlier(pid_col, 1, blank=True))
         new |= ~_same_attributes(attr_col)
         at = np.flatnonzero(new)
         picked = pa.array(at)
@@ -1004,6 +1024,8 @@ class ThemeEngine:
         part_codes = np.zeros((len(ix.participants), self.code_words), dtype=np.uint64)
         part_themes = np.zeros((len(ix.participants), self.node_words), dtype=np.uint64)
         self.centre = np.zeros((self.n_nodes if centroids else 0, len(self.vocab_sorted)))
+        width = len(self.vocab_sorted)
+        centre_flat = self.centre.reshape(-1)  # a view
         for n in range(ix.n_chunks):
             c = self._chunk(n)
             segs = c.a_key // n_nodes
@@ -1019,7 +1041,9 @@ class ThemeEngine:
                 first, indptr, indices, data = self._rows(n)
                 for lo, hi in _blocks(indptr, segs - first):
                     pos, owner = _expand(indptr, segs[lo:hi] - first)
-                    np.add.at(self.centre, (node[lo:hi][owner], indices[pos]), data[pos])
+                    # one flat index: the same additions, in the same order
+                    flat = node[lo:hi][owner] * width + indices[pos]
+                    np.add.at(centre_flat, flat, data[pos])
             for lo in range(0, len(segs), WRITE_CHUNK):
                 hi = lo + WRITE_CHUNK
                 part = segs[lo:hi]
