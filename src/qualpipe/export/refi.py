@@ -455,8 +455,9 @@ class _Xml:
         return bool(self._open and self._open[-1][1][0])
 
     def copy(self, path: Path, children: bool) -> None:
-        """The bytes of a spill file :func:`_spill_output` wrote: ``children`` of the open
-        element that another :class:`_Xml` wrote ``within`` it (``children``: any)."""
+        """Copy in the spill file at ``path`` (:func:`_spill_output`): children of the open
+        element, written by another :class:`_Xml` made ``within`` it; ``children``: whether
+        it wrote any."""
         self.flush()
         with _spill_input(path) as spilled:
             while chunk := spilled.read(COPY_BYTES):
