@@ -339,3 +339,15 @@ def test_equal_to_earlier() -> None:
     sliced = array.slice(2, 6)
     expected = [values[i] == values[i - 1] for i in range(3, 8)]
     assert stream._equal_to_earlier(sliced, 1).tolist() == expected
+
+
+def test_rebatch_keeps_rows_and_order() -> None:
+    table = pa.table({"a": list(range(1000)), "b": [str(i) for i in range(1000)]})
+    small = table.to_batches(7)
+    other = pa.table({"a": [1, 2]}).to_batches()  # another schema starts a new batch
+    out = list(stream._rebatch([*small, *other, *small[:3]], 100))
+    assert all(b.num_rows <= 100 for b in out)
+    assert sum(b.num_rows for b in out) == 1000 + 2 + 21
+    assert pa.Table.from_batches(out[: len(out) - 2]).equals(table)
+    assert out[-2].schema.names == ["a"] and out[-1].num_rows == 21
+    assert list(stream._rebatch([], 100)) == []

@@ -101,6 +101,29 @@ def _lookup(
     return out
 
 
+def _rebatch(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
+    """The same rows in the same order, in batches of about ``rows`` (small batches, as
+    from many small part files, joined; a change of schema starts a new batch)."""
+    held: list[pa.RecordBatch] = []
+    count = 0
+
+    def joined() -> pa.RecordBatch:
+        if len(held) == 1:
+            return held[0]
+        table = pa.Table.from_batches(held).combine_chunks()
+        out = table.to_batches()
+        return out[0] if out else pa.RecordBatch.from_pylist([], schema=table.schema)
+
+    for batch in batches:
+        if held and (count + batch.num_rows > rows or batch.schema != held[0].schema):
+            yield joined()
+            held, count = [], 0
+        held.append(batch)
+        count += batch.num_rows
+    if held:
+        yield joined()
+
+
 def _bits(n_items: int) -> int:
     return max(1, (n_items + 63) // 64)
 
@@ -892,7 +915,7 @@ class ThemeEngine:
     def read_codings(self, batches: Iterable[pa.RecordBatch]) -> None:
         counted = pa.array(sorted(self.statuses), pa.string())
         n_nodes = max(1, self.n_nodes)
-        for batch in batches:
+        for batch in _rebatch(batches, READ_BATCH):
             if not batch.num_rows:
                 continue
             made_with = _column(batch, "codebook_version")
