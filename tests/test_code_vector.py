@@ -306,13 +306,21 @@ def _as_tuples(found: Sequence[Suggestion]) -> list[Any]:
 # -- the words of a batch --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("seed", range(5))
 def test_batch_words_equal_the_words_of_each_text(seed: int) -> None:
     texts = _random_texts(seed, 60)
     if seed == 1:
         texts[7] = "İİ TALK ΟΔΟΣ.Α talk"  # lower-casing moves offsets: text by text
     if seed == 2:
         texts = ["", "", "talk"]
+    if seed == 3:  # underscores, apostrophes at a word's edges, doubled, curly
+        texts += [
+            "snake_case_talk talk_ _talk __ 42talk_x",
+            "don''t 'tis rock’n’roll x' ' ’ a'b'c o’’k it's’",
+            "Åsa’s_friend ÅSA'S",
+        ]
+    if seed == 4:  # the same without underscores: the other split pattern
+        texts = ["don''t 'tis rock’n’roll x' ' ’ a'b'c o’’k it's’", "ÅSA'S 42'x", "'", ""]
     forget_words()
     batch = batch_words(texts)
     assert batch_words(list(texts)) is batch  # remembered for the batch's next coder

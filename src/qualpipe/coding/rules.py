@@ -451,7 +451,8 @@ def rules_columns(texts: list[str], bases: list[int], ctx: CoderContext) -> Colu
     if state is None:  # called without the code stage (tests, notebooks)
         state = setup_rules(ctx.codebook, ctx.options)
     batch = batch_words(texts)
-    words, word_starts, word_ends, bounds = batch.words, batch.starts, batch.ends, batch.bounds
+    words, bounds = batch.words, batch.bounds
+    start_array, end_array = batch.start_array, batch.end_array
     cache, matched, plans = state.cache, state.matched, state.plans
     new = set(batch.unique).difference(cache)
     if new:
@@ -527,8 +528,8 @@ def rules_columns(texts: list[str], bases: list[int], ctx: CoderContext) -> Colu
             rows_j.append(j)
             rows_c.append(c)
             rows_t.append(t)
-            rows_s.append(word_starts[k])
-            rows_e.append(word_ends[last])
+            rows_s.append(int(start_array[k]))
+            rows_e.append(int(end_array[last]))
     if state.patterns:
         n_keyword_terms = len(state.terms)
         any_pattern = state.any_pattern
@@ -537,7 +538,7 @@ def rules_columns(texts: list[str], bases: list[int], ctx: CoderContext) -> Colu
             if any_pattern is not None and any_pattern.search(text) is None:
                 continue
             first = bounds[j]
-            seg_starts = word_starts[first : bounds[j + 1]]
+            seg_starts = batch.starts[first : bounds[j + 1]] if negate else []
             for c, compiled in state.patterns:
                 for number, pattern in compiled:
                     for m in pattern.finditer(text):
@@ -546,7 +547,7 @@ def rules_columns(texts: list[str], bases: list[int], ctx: CoderContext) -> Colu
                         if negate:
                             # the words the match covers (or the gap it lies in)
                             w = bisect_right(seg_starts, m.start()) - 1
-                            if w < 0 or word_ends[first + w] <= m.start():
+                            if w < 0 or batch.ends[first + w] <= m.start():
                                 w += 1
                             last = max(w - 1, bisect_left(seg_starts, m.end()) - 1)
                             if negation[j](w, last, window):
