@@ -1044,6 +1044,8 @@ class ThemeEngine:
             (kind, "segment"): Counter() for kind in ("code", "theme")
         }
         code_masks, theme_masks_n = _MaskCounts(), _MaskCounts()
+        code_lists: dict[bytes, list[str]] = {}  # bit set -> its sorted names
+        coder_lists: dict[bytes, list[str]] = {}
         part_codes = np.zeros((len(ix.participants), self.code_words), dtype=np.uint64)
         part_themes = np.zeros((len(ix.participants), self.node_words), dtype=np.uint64)
         self.centre = np.zeros((self.n_nodes if centroids else 0, len(self.vocab_sorted)))
@@ -1077,8 +1079,8 @@ class ThemeEngine:
                         "doc_id": doc_names.take(ix.doc(part)),
                         "theme_id": node_names.take(node[lo:hi]),
                         "score": pa.array(scores, pa.float64(), mask=np.isnan(scores)),
-                        "code_ids": _name_lists(c.a_codes[lo:hi], self.codes),
-                        "coders": _name_lists(c.a_coders[lo:hi], coder_names),
+                        "code_ids": _name_lists(c.a_codes[lo:hi], self.codes, code_lists),
+                        "coders": _name_lists(c.a_coders[lo:hi], coder_names, coder_lists),
                     }
                 )
         self.pairs[("code", "segment")] = code_masks.pairs(self.codes)
@@ -1369,15 +1371,23 @@ class ThemeEngine:
         ]
 
 
-def _name_lists(masks: np.ndarray, names: Sequence[str]) -> pa.Array:
-    """A list<string> array: the sorted names of each bit-set row."""
+def _name_lists(
+    masks: np.ndarray, names: Sequence[str], known: dict[bytes, list[str]] | None = None
+) -> pa.Array:
+    """A list<string> array: the sorted names of each bit-set row (``known``: the lists
+    of bit sets seen before, kept for the next call)."""
     if not len(masks):
         return pa.array([], pa.list_(pa.string()))
+    known = {} if known is None else known
     distinct, inverse = _distinct(masks)
-    lists = pa.array(
-        [sorted(names[i] for i in _decode(m)) for m in distinct], pa.list_(pa.string())
-    )
-    return lists.take(inverse)
+    lists = []
+    for m in distinct:
+        key = m.tobytes()
+        found = known.get(key)
+        if found is None:
+            found = known[key] = sorted(names[i] for i in _decode(m))
+        lists.append(found)
+    return pa.array(lists, pa.list_(pa.string())).take(inverse)
 
 
 def _lookup_many(

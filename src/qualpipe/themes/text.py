@@ -149,6 +149,8 @@ def _strings(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
     """``texts`` as one array, nulls as empty strings."""
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks()
+    if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
+        texts = texts.cast(pa.large_string())  # e.g. string_view, dictionary, null
     if texts.null_count:
         texts = texts.fill_null("")
     return texts
