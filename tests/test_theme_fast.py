@@ -351,3 +351,34 @@ def test_rebatch_keeps_rows_and_order() -> None:
     assert pa.Table.from_batches(out[: len(out) - 2]).equals(table)
     assert out[-2].schema.names == ["a"] and out[-1].num_rows == 21
     assert list(stream._rebatch([], 100)) == []
+
+
+@pytest.mark.parametrize("per", [1, 2, 3])
+def test_prune_pool_equals_sorting_by_columns(per: int) -> None:
+    rng = np.random.default_rng(per)
+    engines = []
+    for _ in range(2):
+        engine = stream.ThemeEngine.__new__(stream.ThemeEngine)
+        engine.n_nodes = 7
+        engine.roles = ["", "Service user", "Support worker"]
+        engine.index = stream.SegmentIndex()
+        engine.index.participants = [f"P{i}" for i in range(40)]
+        engines.append(engine)
+    for _ in range(6):  # pool and new candidates, pruned again and again
+        n = 3000
+        new = {
+            "node": rng.integers(0, 7, n),
+            "cls": rng.integers(0, 2, n),
+            "role": rng.integers(0, 3, n),
+            "part": rng.integers(0, 40, n),
+            "score": np.round(rng.random(n), 2),  # many ties: the segment decides
+            "seg": rng.permutation(10**6)[:n],
+        }
+        for engine in engines:
+            pool = getattr(engine, "_pool", {k: np.zeros(0, v.dtype) for k, v in new.items()})
+            engine._pool = {k: np.concatenate([pool[k], v]) for k, v in new.items()}
+        engines[0]._prune_pool(per)
+        engines[1]._prune_pool_by_columns(per)
+        a, b = engines[0]._pool, engines[1]._pool
+        assert all(np.array_equal(a[k], b[k]) for k in new)
+        assert len(a["seg"]) < 3000

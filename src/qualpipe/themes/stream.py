@@ -1241,10 +1241,10 @@ class ThemeEngine:
         self.code_jaccard = threshold
         return [g for g in groups.values() if len(g) > 1]
 
-    def _prune_pool(self, per: int) -> None:
+    def _prune_pool_by_columns(self, per: int) -> None:
+        """:meth:`_prune_pool` sorting by the columns themselves (when their numbers
+        could not be combined into one)."""
         p = self._pool
-        if not len(p["seg"]):
-            return
         order = np.lexsort((p["seg"], -p["score"], p["part"], p["role"], p["cls"], p["node"]))
         p = {k: v[order] for k, v in p.items()}
         group = np.stack([p["node"], p["cls"], p["role"], p["part"]], axis=1)
@@ -1254,7 +1254,6 @@ class ThemeEngine:
         keep = rank < per
         p = {k: v[keep] for k, v in p.items()}
         new = new[keep]
-        # Participants of one (theme, class, role), ranked by their best candidate.
         best = np.flatnonzero(new)
         order = np.lexsort(
             (p["seg"][best], -p["score"][best], p["role"][best], p["cls"][best], p["node"][best])
@@ -1262,6 +1261,43 @@ class ThemeEngine:
         b = best[order]
         g = np.stack([p["node"][b], p["cls"][b], p["role"][b]], axis=1)
         gnew = np.r_[True, np.any(g[1:] != g[:-1], axis=1)]
+        gstarts = np.flatnonzero(gnew)
+        prank = np.arange(len(b)) - np.repeat(gstarts, np.diff(np.r_[gstarts, len(b)]))
+        kept_best = np.zeros(len(new), dtype=bool)
+        kept_best[b[prank < per]] = True
+        member = np.cumsum(new) - 1
+        keep = kept_best[best][member]
+        self._pool = {k: v[keep] for k, v in p.items()}
+
+    def _prune_pool(self, per: int) -> None:
+        p = self._pool
+        if not len(p["seg"]):
+            return
+        # (theme, class, role) and (.., participant) as one number each: the same order
+        # as sorting by the columns one after the other, with fewer sort keys
+        n_roles = max(1, len(self.roles))
+        n_parts = max(1, len(self.index.participants))
+        if (max(1, self.n_nodes) * 2 * n_roles * n_parts) >= 2**62:
+            self._prune_pool_by_columns(per)
+            return
+        theme = (p["node"] * 2 + p["cls"]) * n_roles + p["role"]
+        order = np.lexsort((p["seg"], -p["score"], theme * n_parts + p["part"]))
+        p = {k: v[order] for k, v in p.items()}
+        theme = theme[order]
+        group = theme * n_parts + p["part"]
+        new = np.r_[True, group[1:] != group[:-1]]
+        starts = np.flatnonzero(new)
+        rank = np.arange(len(new)) - np.repeat(starts, np.diff(np.r_[starts, len(new)]))
+        keep = rank < per
+        p = {k: v[keep] for k, v in p.items()}
+        new = new[keep]
+        # Participants of one (theme, class, role), ranked by their best candidate.
+        best = np.flatnonzero(new)
+        theme = theme[keep]
+        order = np.lexsort((p["seg"][best], -p["score"][best], theme[best]))
+        b = best[order]
+        g = theme[b]
+        gnew = np.r_[True, g[1:] != g[:-1]]
         gstarts = np.flatnonzero(gnew)
         prank = np.arange(len(b)) - np.repeat(gstarts, np.diff(np.r_[gstarts, len(b)]))
         kept_best = np.zeros(len(new), dtype=bool)
