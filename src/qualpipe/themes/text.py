@@ -10,6 +10,11 @@ length, so the dot product of two rows is their cosine similarity.
 
 The matrix is kept sparse (CSR-style arrays: ``indptr``, ``indices``, ``data``), so memory
 grows with the number of words in the corpus, not with segments × vocabulary.
+
+:func:`word_occurrences` and :func:`split_counts` give what :func:`raw_counts` and
+``len(text.split())`` give, for a whole Arrow array of texts at once (the theme stage's
+streaming engine reads segments this way); texts they cannot match exactly are left to
+the Python functions.
 """
 
 from __future__ import annotations
