@@ -249,6 +249,8 @@ def _phrase(
     single = " " not in phrase and "\t" not in phrase
     if single and len(phrase) == 1 and initial:
         return
+    if single and not initial and _quiet(phrase, text, s, e, language, lex):
+        return
     words = phrase.split()
     if len(words) > 1 and words[0].rstrip(".").lower() in TITLES:
         # "Mr Galip Yalman", "Dr Price": the title is part of the phrase. Mr/Mrs/Ms
@@ -338,6 +340,72 @@ def _phrase(
     lowered = rest[0].lower()
     kind = "DEM" if lowered in demonyms else "OTHER"
     out.proper.append(Span(ps, e, kind, "proper-nouns", 0.5))
+
+
+# what one capitalised word yields mid-sentence whatever the words around it (below):
+# (lexicon, {(word, language): (nothing without context, a common word)})
+_quiet_cache: tuple[Lexicon | None, dict[tuple[str, str], tuple[bool, bool]]] = (None, {})
+_QUIET_CACHE_SIZE = 200_000
+#: words before a phrase that can make a span of it (titles, introductions, prepositions)
+_CUE_BEFORE = TITLES | INTRO_LAST_WORDS | PLACE_PREPOSITIONS
+
+
+def _quiet(phrase: str, text: str, s: int, e: int, language: str, lex: Lexicon) -> bool:
+    """Does :func:`_phrase` find nothing in the single word ``phrase`` (mid-sentence)?
+
+    A shortcut, exact by construction: most capitalised words mid-sentence are ordinary
+    ("Court", "March", "Government") and yield nothing unless a word before or after
+    them is a cue (a title, an introduction, a place preposition before a rare word, a
+    post-nominal title or an institution noun after). What the word yields on its own is
+    worked out once per word and language, following :func:`_phrase` step by step; the
+    cues are checked here. False means: judge it in full.
+    """
+    global _quiet_cache
+    if _quiet_cache[0] is not lex or len(_quiet_cache[1]) > _QUIET_CACHE_SIZE:
+        _quiet_cache = (lex, {})
+    key = (phrase, language)
+    known = _quiet_cache[1].get(key)
+    if known is None:
+        known = _quiet_cache[1][key] = (
+            _quiet_word(phrase, language, lex),
+            _common(phrase, lex, language),
+        )
+    quiet, common = known
+    if not quiet:
+        return False
+    last_prev = prev_word(text, s)
+    if last_prev in _CUE_BEFORE and not (
+        common and last_prev not in TITLES and last_prev not in INTRO_LAST_WORDS
+    ):
+        return False
+    nm = _NEXT.match(text, e)
+    if nm is None:
+        return True
+    nxt = nm.group(1)
+    return nxt not in POST_TITLES and nxt.lower() not in ORG_NOUNS_AFTER
+
+
+def _quiet_word(word: str, language: str, lex: Lexicon) -> bool:
+    """Without cues around it, does the single word ``word`` (not opening a sentence)
+    yield nothing in :func:`_phrase`? (Steps 3 and 4 of its judgement.)"""
+    if word.endswith(ORG_SUFFIXES) and len(word) > 6:
+        return False
+    if word.endswith(STREET_SUFFIXES) and len(word) > 6:
+        return False
+    # the gazetteers: any name or place (or the genitive of one) is judged in full
+    first, surnames, places = lex.first_names, lex.surnames, lex.places
+    if word in first or word in surnames or word in places:
+        return False
+    if word.endswith("s") and len(word) > 3 and not lex.is_common(word):
+        stem = word[:-1]
+        if stem in first or stem in surnames or stem in places:
+            return False
+    # the proper-noun heuristic finds nothing in a dictionary word or an acronym
+    if _plain_common(word.strip("'’"), lex, language):
+        return True
+    if len(word) == 1 and word not in "IAO":
+        return False  # a person known by a letter, unless after "Article", "Plan", ...
+    return word.isupper() and len(word) <= 5
 
 
 def _gazetteer(
