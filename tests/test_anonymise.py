@@ -463,3 +463,18 @@ def test_a_pseudonym_in_the_genitive_is_never_a_real_name(tmp_path: Path) -> Non
         key.salt = str(salt)
         replacer = Replacer(key, {"PERSON": "pseudonym"}, {"Roberts", "Kalle"})
         assert replacer._pick(["Robert", "William", "Maja"], "PERSON", "kalle") != "Robert"
+
+
+def test_a_propagator_survives_pickling_and_keeps_the_last_value_of_a_key() -> None:
+    import pickle
+
+    from qualpipe.anonymise.engine import Propagator
+
+    values = [("Anna Berg", "PERSON"), ("Gävle", "PLACE"), ("ANNA BERG", "ORG"), ("Ann", "PERSON")]
+    prop = Propagator(values)
+    text = "Vi såg Anna Berg i Gävle, och Anna Bergs hund; Annika och Ann-Marie inte."
+    found = [(s.start, s.end, s.entity_type) for s in prop.find(text)]
+    # the same key twice: the later value wins (as a dict would)
+    assert found == [(7, 16, "ORG"), (19, 24, "PLACE"), (30, 39, "ORG"), (58, 61, "PERSON")]
+    again = pickle.loads(pickle.dumps(prop))
+    assert again.find(text) == prop.find(text)

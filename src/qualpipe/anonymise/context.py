@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
+from ahocorasick_rs import AhoCorasick, MatchKind
+
 from qualpipe.anonymise.lexicon import lexicon
 from qualpipe.anonymise.recognisers import Recogniser, RecogniserContext, Span
 from qualpipe.anonymise.scanner import prev_word, scan
@@ -56,15 +58,12 @@ def find_proper_nouns(text: str, ctx: RecogniserContext) -> Iterator[Span]:
 
 
 @cache
-def _demonym_automaton() -> Any:
-    import ahocorasick
-
-    automaton = ahocorasick.Automaton()
+def _demonym_automaton() -> AhoCorasick:
+    words: dict[str, None] = {}
     for word in lexicon().demonyms:
-        automaton.add_word(word, len(word))
-        automaton.add_word(word[:1].upper() + word[1:], len(word))
-    automaton.make_automaton()
-    return automaton
+        words[word] = None
+        words[word[:1].upper() + word[1:]] = None
+    return AhoCorasick(list(words), matchkind=MatchKind.LeftmostLongest)
 
 
 def _demonym_setup(options: object) -> Any:
@@ -80,8 +79,7 @@ def find_demonyms(text: str, ctx: RecogniserContext) -> Iterator[Span]:
     lex = lexicon()
     automaton = ctx.state if ctx.state is not None else _demonym_automaton()
     n = len(text)
-    for last, length in automaton.iter_long(text):
-        start, end = last - length + 1, last + 1
+    for _, start, end in automaton.find_matches_as_indexes(text):
         if (start and text[start - 1].isalnum()) or (end < n and text[end].isalnum()):
             continue
         word = text[start:end].lower()

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
+from ahocorasick_rs import AhoCorasick, MatchKind
+
 from qualpipe.anonymise.gazetteer import possessive_end, starts_word
 from qualpipe.anonymise.lexicon import lexicon, lower_used, name_tier
 from qualpipe.anonymise.recognisers import Recogniser, RecogniserContext, Span
@@ -145,11 +147,9 @@ class Propagator:
         match_case: bool = False,
         lowercase_seen: Iterable[str] = (),
     ) -> None:
-        import ahocorasick
-
         seen = set(lowercase_seen)
-        self.automaton = ahocorasick.Automaton()
-        self.size = 0
+        # key -> (length, type, tier); a key given twice keeps its last value
+        entries: dict[str, tuple[int, str, int]] = {}
         for value, etype in values:
             key = casefold_same_length(value)
             if not key.strip():
@@ -158,8 +158,7 @@ class Propagator:
                 # a person known by an initial ("Mr K."): only that capital letter alone
                 if not (etype == "PERSON" and value.isupper()):
                     continue
-                self.automaton.add_word(key, (1, etype, 1))
-                self.size += 1
+                entries[key] = (1, etype, 1)
                 continue
             # a name that is also an ordinary word counts only capitalised (tier 1), and
             # if very common ("Hans", "Will") not at the start of a sentence (tier 2)
@@ -170,18 +169,32 @@ class Propagator:
                 # found only by the proper-noun heuristic: other mentions count when
                 # capitalised mid-sentence too, never in lower case or opening a sentence
                 tier = 2
-            self.automaton.add_word(key, (len(key), etype, tier))
-            self.size += 1
-        if self.size:
-            self.automaton.make_automaton()
+            entries[key] = (len(key), etype, tier)
+        self.size = len(entries)
+        self.keys = list(entries)
+        self.entries = list(entries.values())
+        self.automaton = self._build(self.keys)
+
+    @staticmethod
+    def _build(keys: list[str]) -> AhoCorasick | None:
+        # leftmost-longest, non-overlapping matches (ahocorasick-rs, compiled)
+        return AhoCorasick(keys, matchkind=MatchKind.LeftmostLongest) if keys else None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "automaton"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.automaton = self._build(self.keys)
 
     def find(self, text: str, recogniser: str = "propagation") -> list[Span]:
-        if not self.size:
+        if self.automaton is None:
             return []
         lowered = casefold_same_length(text)
+        entries = self.entries
         out = []
-        for last, (length, etype, tier) in self.automaton.iter_long(lowered):
-            start, end = last - length + 1, last + 1
+        for index, start, end in self.automaton.find_matches_as_indexes(lowered):
+            length, etype, tier = entries[index]
             if not (starts_word(text, start) and possessive_end(text, end)):
                 continue
             if tier and not text[start].isupper():
