@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -303,6 +304,36 @@ def test_small_batches_stream_into_many_parts(qualpipe_project: Project) -> None
         "part-000000-000002.parquet",
     ]
     assert open_dataset(qualpipe_project.workdir("demo") / "segment").rows == 10
+
+
+class BigBatchPlugin:
+    @hookimpl
+    def qualpipe_register_stages(self, register: object) -> None:
+        from qualpipe.builtin.segment import SEGMENT
+
+        register(  # type: ignore[operator]
+            dataclasses.replace(SEGMENT, name="segment-in-threes", batch_size=3)
+        )
+
+
+def test_a_stage_types_batch_size_applies_unless_the_pipeline_sets_one(
+    qualpipe_project: Project, qualpipe_plugin: object
+) -> None:
+    qualpipe_plugin(BigBatchPlugin(), "big-batch")  # type: ignore[operator]
+    pipe = make_project(qualpipe_project, n=5)
+    text = pipe.read_text().replace("uses: segment", "uses: segment-in-threes")
+    pipe.write_text(text, encoding="utf-8")
+    parts = qualpipe_project.workdir("demo") / "segment/segments"
+    run(pipe)
+    assert len(list(parts.iterdir())) == 2  # 5 documents in batches of 3
+    pipe.write_text(
+        text.replace("  - id: segment\n", "  - id: segment\n    batch_size: 1\n"),
+        encoding="utf-8",
+    )
+    run(pipe, ("segment.min_chars=2",))
+    assert len(list(parts.iterdir())) == 5
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        StageType(name="x", description="", mode="batch", batch_size=0)
 
 
 def test_quarantine_and_strict(qualpipe_project: Project) -> None:

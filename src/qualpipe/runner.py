@@ -108,6 +108,10 @@ class RunSummary:
         return total
 
 
+#: rows per batch for batch-mode stages when neither the pipeline nor the stage type says
+DEFAULT_BATCH_SIZE = 256
+
+
 def default_workdir(pipe: Pipeline) -> Path:
     if pipe.workdir:
         p = Path(pipe.workdir).expanduser()
@@ -393,7 +397,7 @@ def execute_stage(sr: StageRun) -> dict[str, Any]:
                 outputs=kinds,
                 output_dirs={n: writer.output_dir(n) for n in kinds},
                 who=who,
-                batch_size=stage.spec.batch_size or 256,
+                batch_size=stage.spec.batch_size or stype.batch_size or DEFAULT_BATCH_SIZE,
                 side=side,
                 components=run.components_for(stype),
                 decisions=run.decisions_for(stype),

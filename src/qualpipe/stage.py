@@ -146,7 +146,10 @@ class StageType:
     the stage fingerprint: bump it when the stage's output changes. ``decisions`` names
     the targets of researchers' decisions the stage reads (``("coding",)``, see
     :mod:`qualpipe.decisions`): the runner hands it the effective ones as
-    ``ctx.decisions`` and adds their fingerprint to the stage's.
+    ``ctx.decisions`` and adds their fingerprint to the stage's. ``batch_size`` is the
+    number of rows per batch a batch-mode stage works best with when the pipeline file
+    gives none (default 256): larger batches spread per-batch costs (setup, one output
+    part file per batch) for stages with small rows.
     """
 
     name: str
@@ -163,6 +166,7 @@ class StageType:
     family: str | None = None
     components: Sequence[str] = ()
     decisions: Sequence[str] = ()
+    batch_size: int | None = None
 
     def __post_init__(self) -> None:
         from qualpipe.decisions import TARGETS
@@ -174,6 +178,13 @@ class StageType:
                     f"stage type {self.name!r} reads decisions about {target!r}; "
                     f"targets are {', '.join(TARGETS)}"
                 )
+        if self.batch_size is not None and (
+            not isinstance(self.batch_size, int) or self.batch_size < 1
+        ):
+            raise ValueError(
+                f"stage type {self.name!r}: batch_size must be a positive integer, "
+                f"got {self.batch_size!r}"
+            )
         object.__setattr__(self, "consumes", _as_inputs(self.consumes))
         object.__setattr__(self, "produces", _as_outputs(self.produces))
         params = tuple(self.params)
