@@ -1249,9 +1249,7 @@ class ThemeEngine:
         p = {k: v[order] for k, v in p.items()}
         group = np.stack([p["node"], p["cls"], p["role"], p["part"]], axis=1)
         new = np.r_[True, np.any(group[1:] != group[:-1], axis=1)]
-        starts = np.flatnonzero(new)
-        rank = np.arange(len(new)) - np.repeat(starts, np.diff(np.r_[starts, len(new)]))
-        keep = rank < per
+        keep = _rank_in_runs(new) < per
         p = {k: v[keep] for k, v in p.items()}
         new = new[keep]
         best = np.flatnonzero(new)
@@ -1261,13 +1259,7 @@ class ThemeEngine:
         b = best[order]
         g = np.stack([p["node"][b], p["cls"][b], p["role"][b]], axis=1)
         gnew = np.r_[True, np.any(g[1:] != g[:-1], axis=1)]
-        gstarts = np.flatnonzero(gnew)
-        prank = np.arange(len(b)) - np.repeat(gstarts, np.diff(np.r_[gstarts, len(b)]))
-        kept_best = np.zeros(len(new), dtype=bool)
-        kept_best[b[prank < per]] = True
-        member = np.cumsum(new) - 1
-        keep = kept_best[best][member]
-        self._pool = {k: v[keep] for k, v in p.items()}
+        self._pool = _best_participants(p, new, b, gnew, per)
 
     def _prune_pool(self, per: int) -> None:
         p = self._pool
@@ -1286,9 +1278,7 @@ class ThemeEngine:
         theme = theme[order]
         group = theme * n_parts + p["part"]
         new = np.r_[True, group[1:] != group[:-1]]
-        starts = np.flatnonzero(new)
-        rank = np.arange(len(new)) - np.repeat(starts, np.diff(np.r_[starts, len(new)]))
-        keep = rank < per
+        keep = _rank_in_runs(new) < per
         p = {k: v[keep] for k, v in p.items()}
         new = new[keep]
         # Participants of one (theme, class, role), ranked by their best candidate.
@@ -1298,13 +1288,7 @@ class ThemeEngine:
         b = best[order]
         g = theme[b]
         gnew = np.r_[True, g[1:] != g[:-1]]
-        gstarts = np.flatnonzero(gnew)
-        prank = np.arange(len(b)) - np.repeat(gstarts, np.diff(np.r_[gstarts, len(b)]))
-        kept_best = np.zeros(len(new), dtype=bool)
-        kept_best[b[prank < per]] = True
-        member = np.cumsum(new) - 1
-        keep = kept_best[best][member]
-        self._pool = {k: v[keep] for k, v in p.items()}
+        self._pool = _best_participants(p, new, b, gnew, per)
 
     def quotes(
         self, texts: Callable[[set[int]], dict[int, tuple[str, str | None]]]
@@ -1496,3 +1480,24 @@ def segment_texts(
 
 
 __all__ = ["PROPOSAL_CAP", "SegmentIndex", "Stats", "ThemeEngine", "segment_texts"]
+
+
+def _rank_in_runs(new: np.ndarray) -> np.ndarray:
+    """Each row's position within its run of rows (a run starts where ``new`` is True)."""
+    starts = np.flatnonzero(new)
+    return np.arange(len(new)) - np.repeat(starts, np.diff(np.r_[starts, len(new)]))
+
+
+def _best_participants(
+    pool: dict[str, np.ndarray], new: np.ndarray, best: np.ndarray, gnew: np.ndarray, per: int
+) -> dict[str, np.ndarray]:
+    """Keep the candidates of the ``per`` best participants of each theme.
+
+    ``new`` starts each participant's run in ``pool``; ``best`` holds those starts (each
+    participant's best candidate) in theme order, ranked within each theme, and ``gnew``
+    starts each theme's run in ``best``.
+    """
+    kept_best = np.zeros(len(new), dtype=bool)
+    kept_best[best[_rank_in_runs(gnew) < per]] = True
+    keep = kept_best[np.flatnonzero(new)][np.cumsum(new) - 1]
+    return {k: v[keep] for k, v in pool.items()}
