@@ -103,10 +103,7 @@ def process_batch(batch: pa.RecordBatch, ctx: BatchContext) -> dict[str, pa.Tabl
                     f"(installed: {', '.join(sorted(coders)) or 'none'})"
                 )
             settings = settings_hash(options)
-            key = (name, settings, version)
-            if key not in _STATES:
-                _STATES[key] = coder.setup(book, options) if coder.setup else None
-            cctx = CoderContext(book, options, _STATES[key])
+            cctx = _state(coder, options, settings, book, version)
             per_segment: dict[str, list[Suggestion]] = defaultdict(list)
             for sug in coder.code(segments, cctx):
                 if sug.code_id not in known:
@@ -134,8 +131,11 @@ def process_batch(batch: pa.RecordBatch, ctx: BatchContext) -> dict[str, pa.Tabl
     return {"codings": _table(found_rows, version)}
 
 
-def _state(coder: Coder, options: dict[str, Any], book: Codebook, version: str) -> CoderContext:
-    settings = settings_hash(options)
+def _state(
+    coder: Coder, options: dict[str, Any], settings: str, book: Codebook, version: str
+) -> CoderContext:
+    """The coder's context, its ``setup`` run once per process for each settings hash
+    (``settings``) and codebook version."""
     key = (coder.name, settings, version)
     if key not in _STATES:
         _STATES[key] = coder.setup(book, options) if coder.setup else None
@@ -174,7 +174,8 @@ def _columns_table(
         for name, options in specs:
             coder = ctx.components["coder"][name]
             assert coder.columns is not None
-            found = coder.columns(texts, bases, _state(coder, options, book, version))
+            settings_of = settings_hash(options)
+            found = coder.columns(texts, bases, _state(coder, options, settings_of, book, version))
             if not found.segment:
                 continue
             for code_id in {found.codes[c] for c in set(found.code)}:
@@ -203,7 +204,7 @@ def _columns_table(
             codes += [code_ids[c] for c in np.array(found.code)[rows].tolist()]
             names += [coder.name] * n
             versions += [coder.version] * n
-            settings += [settings_hash(options)] * n
+            settings += [settings_of] * n
             offsets.append(np.array(found.evidence[1:], dtype=np.int64) + len(terms))
             terms += found.term
             starts += found.start
