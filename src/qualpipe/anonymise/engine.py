@@ -170,7 +170,6 @@ class Propagator:
                 # capitalised mid-sentence too, never in lower case or opening a sentence
                 tier = 2
             entries[key] = (len(key), etype, tier)
-        self.size = len(entries)
         self.keys = list(entries)
         self.entries = list(entries.values())
         self.automaton = self._build(self.keys)
